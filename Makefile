@@ -1,0 +1,95 @@
+# mlauth: see README.md.  `make check` installs what is missing, builds and runs every test.
+VERSION   := 0.1.0
+PREFIX    ?= /usr/local
+BINDIR    ?= $(PREFIX)/bin
+MANDIR    ?= $(PREFIX)/share/man
+DATADIR   ?= $(PREFIX)/share
+DESTDIR   ?=
+CC        ?= cc
+B         ?= build$(if $(findstring clang,$(notdir $(CC))),-clang)
+
+PKGS      := libcurl jansson libsecret-1 glib-2.0 gio-2.0 libkeyutils
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+OPT       ?= -O2 -g
+WARN      := -std=c11 -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes \
+             -Wmissing-prototypes -Wno-unused-parameter
+HARDEN    := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
+SAN       ?=
+ALL_CFLAGS  = $(OPT) $(WARN) $(HARDEN) $(SAN) -D_POSIX_C_SOURCE=200809L \
+              -DMLAUTH_VERSION='"$(VERSION)"' -Iinclude $(PKG_CFLAGS) $(CFLAGS)
+ALL_LDFLAGS = -pie -Wl,-z,relro,-z,now $(SAN) $(LDFLAGS)
+
+LIB_SRC   := $(filter-out src/main.c src/cmd_%.c,$(wildcard src/*.c))
+CMD_SRC   := src/main.c $(wildcard src/cmd_*.c)
+LIB_OBJ   := $(LIB_SRC:src/%.c=$(B)/%.o)
+CMD_OBJ   := $(CMD_SRC:src/%.c=$(B)/%.o)
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+BIN       ?= mlauth
+
+.PHONY: all deps check unit e2e asan demo bench install uninstall clean
+
+all: $(BIN)
+
+$(BIN): $(CMD_OBJ) $(B)/libmlauth.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $(CMD_OBJ) $(B)/libmlauth.a $(PKG_LIBS)
+
+$(B)/libmlauth.a: $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(B)/%.o: src/%.c $(wildcard include/mlauth/*.h) | $(B)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(B)/tests/%: tests/unit/%.c tests/unit/unit.h $(B)/libmlauth.a | $(B)/tests
+	$(CC) $(ALL_CFLAGS) -Itests/unit $(ALL_LDFLAGS) -o $@ $< $(B)/libmlauth.a \
+	    $(PKG_LIBS) $(shell pkg-config --libs cmocka 2>/dev/null)
+
+$(B) $(B)/tests:
+	@mkdir -p $@
+
+deps:
+	@sh scripts/deps.sh
+
+check: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory e2e
+
+unit: $(UNIT_BIN)
+	@sh tests/unit/run.sh $(UNIT_BIN)
+
+e2e: $(BIN)
+	MLAUTH_BIN=$(abspath $(BIN)) node --test --test-concurrency=2 tests/e2e/
+
+# The same tests with AddressSanitizer, UBSan and LeakSanitizer, in a separate build tree.
+asan: deps
+	@$(MAKE) --no-print-directory B=build-asan BIN=build-asan/mlauth OPT='-O1 -g -fno-omit-frame-pointer' \
+	    SAN='-fsanitize=address,undefined -fno-sanitize-recover=all' all unit e2e \
+	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	    LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp):print_suppressions=0 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+demo: deps all
+	@node tests/demo.js
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/mlauth
+	install -m 0644 man/mlauth.1 $(DESTDIR)$(MANDIR)/man1/mlauth.1
+	install -d $(DESTDIR)$(DATADIR)/bash-completion/completions \
+	    $(DESTDIR)$(DATADIR)/zsh/site-functions $(DESTDIR)$(DATADIR)/fish/vendor_completions.d
+	install -m 0644 completions/mlauth.bash $(DESTDIR)$(DATADIR)/bash-completion/completions/mlauth
+	install -m 0644 completions/_mlauth $(DESTDIR)$(DATADIR)/zsh/site-functions/_mlauth
+	install -m 0644 completions/mlauth.fish $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/mlauth.fish
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/mlauth $(DESTDIR)$(MANDIR)/man1/mlauth.1 \
+	    $(DESTDIR)$(DATADIR)/bash-completion/completions/mlauth \
+	    $(DESTDIR)$(DATADIR)/zsh/site-functions/_mlauth \
+	    $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/mlauth.fish
+
+clean:
+	rm -rf build build-asan mlauth

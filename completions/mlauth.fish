@@ -1,0 +1,140 @@
+# fish completion for mlauth(1); installed as
+# $(datadir)/fish/vendor_completions.d/mlauth.fish.
+
+# The command word (login, token, ...), skipping global options and their values.
+function __mlauth_command
+    set -l tokens (commandline -opc)
+    set -e tokens[1]
+    set -l skip 0
+    for t in $tokens
+        if test $skip -eq 1
+            set skip 0
+            continue
+        end
+        switch $t
+            case -p --profile -c --config -o --option
+                set skip 1
+            case '-*'
+            case '*'
+                echo $t
+                return 0
+        end
+    end
+    return 1
+end
+
+function __mlauth_needs_command
+    not __mlauth_command >/dev/null
+end
+
+function __mlauth_using
+    set -l c (__mlauth_command)
+    and test "$c" = "$argv[1]"
+end
+
+# Operands already given after the command (for config KEY, help COMMAND).
+function __mlauth_operands
+    set -l tokens (commandline -opc)
+    set -e tokens[1]
+    set -l skip 0
+    set -l words 0
+    for t in $tokens
+        if test $skip -eq 1
+            set skip 0
+            continue
+        end
+        switch $t
+            case -p --profile -c --config -o --option
+                test $words -eq 0; and set skip 1
+            case '-*'
+            case '*'
+                set words (math $words + 1)
+        end
+    end
+    # The first word is the command itself.
+    math "max(0, $words - 1)"
+end
+
+# "default" and the [group] lines of the config file mlauth would read.
+function __mlauth_profiles
+    set -l file
+    set -l tokens (commandline -opc)
+    for i in (seq (count $tokens))
+        switch $tokens[$i]
+            case -c --config
+                set file $tokens[(math $i + 1)]
+            case '--config=*'
+                set file (string replace -- '--config=' '' $tokens[$i])
+        end
+    end
+    if test -z "$file"
+        if set -q MLAUTH_CONFIG; and test -n "$MLAUTH_CONFIG"
+            set file $MLAUTH_CONFIG
+        else if string match -q '/*' -- "$XDG_CONFIG_HOME"
+            set file $XDG_CONFIG_HOME/mlauth/config
+        else
+            set file $HOME/.config/mlauth/config
+        end
+    end
+    set file (string replace -r '^~/' "$HOME/" -- $file)
+    echo default
+    test -r "$file"; or return 0
+    string match -r -g '^\s*\[([A-Za-z0-9._-]{1,64})\]\s*$' <$file | string match -v default
+end
+
+set -g __mlauth_settings issuer client_id scope api_base application_name model \
+    max_tokens min_valid store ca_file timeout retries
+
+# -o KEY=VALUE: keys first, then the values of store.
+function __mlauth_option_values
+    set -l cur (commandline -ct | string replace -r '^(-o|--option=)' '')
+    switch $cur
+        case 'store=*'
+            printf 'store=%s\n' auto secret-service file
+        case '*=*'
+            return 0
+        case '*'
+            printf '%s=\n' $__mlauth_settings
+    end
+end
+
+complete -c mlauth -f
+
+# Global options: before the command.
+complete -c mlauth -n __mlauth_needs_command -s p -l profile -x -a '(__mlauth_profiles)' -d 'Use the settings and session of a profile'
+complete -c mlauth -n __mlauth_needs_command -s c -l config -r -F -d 'Read settings from a file'
+complete -c mlauth -n __mlauth_needs_command -s o -l option -x -a '(__mlauth_option_values)' -d 'Set KEY=VALUE for this run'
+complete -c mlauth -n __mlauth_needs_command -s v -l verbose -d 'Say more; twice traces HTTP, secrets redacted'
+complete -c mlauth -n __mlauth_needs_command -s q -l quiet -d 'Print only results and errors'
+complete -c mlauth -n __mlauth_needs_command -l no-color -d 'No colour'
+complete -c mlauth -n __mlauth_needs_command -s V -l version -d 'Print the version'
+complete -c mlauth -n __mlauth_needs_command -s h -l help -d 'Print the usage'
+
+# Commands.
+complete -c mlauth -n __mlauth_needs_command -a login -d 'Log in with the device flow'
+complete -c mlauth -n __mlauth_needs_command -a token -d 'Print a valid access token'
+complete -c mlauth -n __mlauth_needs_command -a status -d 'Who is logged in, until when'
+complete -c mlauth -n __mlauth_needs_command -a logout -d 'Revoke the session and delete the tokens'
+complete -c mlauth -n __mlauth_needs_command -a config -d 'Show the effective settings'
+complete -c mlauth -n __mlauth_needs_command -a help -d 'Show the commands, or one command\'s help'
+
+# login
+complete -c mlauth -n '__mlauth_using login' -l no-browser -d 'Never open a browser'
+complete -c mlauth -n '__mlauth_using login' -s f -l force -d 'Log in again even when the session works'
+
+# token
+complete -c mlauth -n '__mlauth_using token' -s H -l header -d 'Print "Authorization: Bearer TOKEN"'
+complete -c mlauth -n '__mlauth_using token' -s j -l json -d 'Print the token and its expiry as JSON'
+complete -c mlauth -n '__mlauth_using token' -l format -x -a 'plain header json' -d 'Output format'
+complete -c mlauth -n '__mlauth_using token' -s m -l min-valid -x -d 'Seconds the token must stay valid'
+complete -c mlauth -n '__mlauth_using token' -l no-refresh -d 'Never use the network; exit 3 when stale'
+
+# status, logout, config, help
+complete -c mlauth -n '__mlauth_using status' -s j -l json -d 'Print as JSON'
+complete -c mlauth -n '__mlauth_using logout' -s l -l local -d 'Only delete the stored tokens'
+complete -c mlauth -n '__mlauth_using config' -s j -l json -d 'Print all settings as JSON'
+complete -c mlauth -n '__mlauth_using config; and test (__mlauth_operands) -eq 0' -a "$__mlauth_settings" -d Setting
+complete -c mlauth -n '__mlauth_using help; and test (__mlauth_operands) -eq 0' -a 'login token status logout config' -d Command
+
+# Every command takes --help.
+complete -c mlauth -n 'not __mlauth_needs_command' -s h -l help -d 'Show the command\'s help'

@@ -1,0 +1,62 @@
+/* cmd.h: the command table and what main.c hands every command. */
+#ifndef MLAUTH_CMD_H
+#define MLAUTH_CMD_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "mlauth/config.h"
+#include "mlauth/err.h"
+
+#define CMD_MAX_OVERRIDES 32
+
+struct cmd_ctx {
+	struct config cfg;		/* loaded by main before exec */
+	int verbose;			/* -v count */
+	bool quiet;			/* -q: results and errors only */
+	bool color;			/* stderr is a TTY, no NO_COLOR, no --no-color */
+	const struct cmd_entry *entry;	/* the command being run */
+};
+
+struct cmd_entry {
+	const char *name;
+	const char *summary;		/* one line for `mlauth --help` */
+	const char *usage;		/* arguments after the name */
+	const char *help;		/* option lines for `mlauth CMD --help` */
+	const struct option *options;	/* long options; .val is the short letter */
+	int (*exec)(struct cmd_ctx *ctx, int argc, char **argv);
+};
+
+extern const struct cmd_entry cmd_config_entry;
+extern const struct cmd_entry cmd_login_entry;
+extern const struct cmd_entry cmd_logout_entry;
+extern const struct cmd_entry cmd_status_entry;
+extern const struct cmd_entry cmd_token_entry;
+
+/* Returned by cmd_getopt once --help was shown or a usage error reported. */
+#define CMD_OPT_DONE (-2)
+
+/*
+ * getopt_long over a command's own arguments, with short options taken from
+ * the entry's table.  Handles -h/--help (prints usage, *status = 0) and
+ * unknown or incomplete options (prints the error with a suggestion and the
+ * usage line, *status = ML_EUSAGE): both return CMD_OPT_DONE.
+ */
+int cmd_getopt(struct cmd_ctx *ctx, int argc, char **argv, int *status);
+/* Print "mlauth CMD: why" and the usage line; returns ML_EUSAGE. */
+int cmd_usage_error(const struct cmd_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void cmd_print_help(const struct cmd_entry *e, FILE *fp);
+
+/* Messages to stderr: errors always, warnings always, info unless -q. */
+void cmd_error(const struct cmd_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void cmd_warn(const struct cmd_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void cmd_info(const struct cmd_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Report a module's error and return its code (the exit status). */
+int cmd_fail(const struct cmd_ctx *ctx, const struct ml_err *err);
+
+#endif

@@ -1,0 +1,88 @@
+/* http.h: the one libcurl wrapper (timeouts, size cap, CA, User-Agent, redacted tracing). */
+#ifndef MLAUTH_HTTP_H
+#define MLAUTH_HTTP_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "mlauth/err.h"
+
+#define HTTP_MAX_BODY	(4 * 1024 * 1024)
+
+struct http_opts {
+	long timeout;		/* total seconds (0: 30); connect timeout is min(10, timeout) */
+	/*
+	 * NULL or "": $CURL_CA_BUNDLE, else $SSL_CERT_FILE / $SSL_CERT_DIR, else
+	 * libcurl's default (libcurl reads none of these itself; the curl tool does).
+	 */
+	const char *ca_file;
+	int verbose;		/* >= 2: trace to stderr, secrets redacted */
+};
+
+/*
+ * Called with each chunk of a streamed 2xx body.  Return 0 to go on; any other
+ * value aborts the transfer and becomes http_perform's result (so a reader can
+ * return ML_EAPI and keep its own message in arg to replace http_perform's).
+ */
+typedef int (*http_chunk_fn)(const char *buf, size_t len, void *arg);
+
+struct http_request {
+	const char *method;		/* "GET" or "POST" */
+	const char *url;
+	const char *content_type;	/* POST body type */
+	const char *body;		/* borrowed, not copied: keep it until http_perform returns */
+	size_t body_len;
+	const char *bearer;		/* sent as Authorization: Bearer, redacted in traces */
+	const char *const *headers;	/* extra "Name: value" lines, NULL-terminated, or NULL */
+	/*
+	 * Stream the body instead of collecting it, but only when the status is
+	 * 2xx: any other answer is collected into resp->body as usual (size cap
+	 * included), so its error can be parsed.  Check resp->body == NULL to
+	 * tell which happened.  The total timeout still applies: pass a larger
+	 * one for long streams (the low-speed limit catches a stalled server).
+	 */
+	http_chunk_fn on_chunk;
+	void *chunk_arg;
+};
+
+struct http_response {
+	long status;
+	char *body;		/* NUL-terminated; allocated (NULL when streamed) */
+	size_t len;		/* bytes in body, or bytes handed to on_chunk when streamed */
+	char *content_type;	/* allocated or NULL */
+	char *request_id;	/* request-id / x-request-id header, or NULL */
+	long retry_after;	/* seconds from Retry-After (capped at a day), -1 when absent */
+	time_t date;		/* Date header, 0 when absent */
+};
+
+/* Once per process, before any thread starts. */
+int http_global_init(struct ml_err *err);
+void http_global_cleanup(void);
+
+/*
+ * Perform req.  Any HTTP status is ML_OK (look at resp->status), 3xx included:
+ * redirects are never followed.  Transport failures, timeouts and bodies over
+ * HTTP_MAX_BODY are ML_ENET with a message naming scheme://host[:port] only,
+ * never the path, the query or a token; http_interrupted is ML_EINTR.  The
+ * body is wiped when freed (token answers).  Free resp with
+ * http_response_free, even after a failure.
+ */
+int http_perform(const struct http_opts *o, const struct http_request *req,
+    struct http_response *resp, struct ml_err *err);
+void http_response_free(struct http_response *resp);
+
+/* Append "key=value" (both URL-encoded) to a form body *form (allocated, secret_free it). */
+int http_form_add(char **form, const char *key, const char *value, struct ml_err *err);
+
+/*
+ * "scheme://host[:port]" of url into out (always NUL-terminated): the part
+ * of a URL that error messages may show.  User info, path, query and
+ * fragment are dropped, unprintable bytes become '?'.
+ */
+void http_url_origin(const char *url, char *out, size_t outlen);
+
+/* Set by a signal handler: an interrupted transfer fails with ML_EINTR. */
+extern volatile sig_atomic_t http_interrupted;
+
+#endif

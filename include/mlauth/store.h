@@ -1,0 +1,59 @@
+/* store.h: where a profile's record is kept: the Secret Service, or a 0600 file. */
+#ifndef MLAUTH_STORE_H
+#define MLAUTH_STORE_H
+
+#include <stdbool.h>
+
+#include "mlauth/config.h"
+#include "mlauth/err.h"
+
+enum store_backend { STORE_SECRET_SERVICE, STORE_FILE };
+
+struct store {
+	enum store_backend backend;
+	char *path;		/* STORE_FILE: the record's file */
+	bool fell_back;		/* store=auto found no Secret Service */
+	char reason[256];	/* why it fell back, for the one-line warning */
+	char *describe;		/* store_describe's text, st-owned */
+};
+
+/*
+ * Choose the backend for cfg->store: secret-service (no keyring is ML_ESTORE),
+ * file, or auto (Secret Service when one answers within a short time, else the
+ * file with fell_back set).  Never blocks waiting for a keyring that is not there.
+ */
+int store_open(const struct config *cfg, struct store *st, struct ml_err *err);
+void store_close(struct store *st);
+
+/* The record JSON of profile in *json (secret_free it), or NULL when none is stored. */
+int store_load(struct store *st, const char *profile, char **json, struct ml_err *err);
+/* Replace the profile's record; issuer and client_id become keyring attributes. */
+int store_save(struct store *st, const char *profile, const char *issuer,
+    const char *client_id, const char *json, struct ml_err *err);
+/* Delete the record; *found says whether there was one. */
+int store_delete(struct store *st, const char *profile, bool *found, struct ml_err *err);
+/* "secret-service" or "file PATH", for status (static or st-owned storage). */
+const char *store_describe(const struct store *st);
+
+/* The 0700 state directory ($XDG_STATE_HOME/mlauth), created when missing. Allocated. */
+int store_state_dir(char **dir, struct ml_err *err);
+/*
+ * Create dir and its missing parents (mode 0700), then check dir is a real
+ * directory (not a symlink) owned by us that group and others cannot enter.
+ */
+int store_dir_ensure(const char *dir, struct ml_err *err);
+
+/* Backends (store_secret.c, store_file.c); same contracts as above. */
+int store_secret_probe(struct ml_err *err);
+int store_secret_load(const char *profile, char **json, struct ml_err *err);
+int store_secret_save(const char *profile, const char *issuer, const char *client_id,
+    const char *json, struct ml_err *err);
+int store_secret_delete(const char *profile, bool *found, struct ml_err *err);
+
+/* $XDG_STATE_HOME/mlauth/PROFILE.json (allocated); creates nothing. */
+int store_file_path(const char *profile, char **path, struct ml_err *err);
+int store_file_load(const char *path, char **json, struct ml_err *err);
+int store_file_save(const char *path, const char *json, struct ml_err *err);
+int store_file_delete(const char *path, bool *found, struct ml_err *err);
+
+#endif

@@ -1,0 +1,66 @@
+/* token.h: the session policy: freshness, single-flight refresh, turning answers into records. */
+#ifndef MLAUTH_TOKEN_H
+#define MLAUTH_TOKEN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mlauth/config.h"
+#include "mlauth/err.h"
+#include "mlauth/http.h"
+#include "mlauth/oidc.h"
+#include "mlauth/record.h"
+#include "mlauth/store.h"
+
+struct token_opts {
+	long min_valid;		/* seconds the token must stay valid (capped, see below) */
+	bool no_refresh;	/* never touch the network */
+	const char *rejected;	/* the API refused this token: refresh unless already replaced */
+};
+
+struct token_result {
+	struct record rec;	/* the session now stored */
+	bool refreshed;		/* this call refreshed it */
+	char warning[768];	/* non-empty: served a still-valid token without refreshing */
+};
+
+/* HTTP settings of cfg: timeout, CA file, -v level. */
+void token_http_opts(const struct config *cfg, int verbose, struct http_opts *o);
+
+/*
+ * min_valid capped at half the token's lifetime, so a short-lived token is
+ * not refreshed on every call.
+ */
+int64_t token_effective_min_valid(const struct record *r, long min_valid);
+/* Whether r is fresh for min_valid seconds (after the cap) at time now. */
+bool token_is_fresh(const struct record *r, long min_valid, int64_t now);
+
+/*
+ * The stored session of cfg's profile in *r: ML_ELOGIN when there is none or
+ * it belongs to another issuer or client.  record_free it either way.
+ */
+int token_load(const struct config *cfg, struct store *st, struct record *r,
+    struct ml_err *err);
+
+/*
+ * A session whose access token stays valid for o->min_valid: the stored one,
+ * or one refreshed under the profile's lock (at most one refresh at a time
+ * across processes; a process that waited for the lock uses the token the
+ * other one got).  invalid_grant is ML_ELOGIN; an unreachable provider with a
+ * token still valid is ML_OK with res->warning set, without one ML_ENET.
+ * token_result_free it either way.
+ */
+int token_get_fresh(const struct config *cfg, int verbose, struct store *st,
+    const struct token_opts *o, struct token_result *res, struct ml_err *err);
+void token_result_free(struct token_result *res);
+
+/*
+ * Build the record for a token answer (expiry from expires_in on the local
+ * clock, the JWT's own lifetime as fallback) keeping prev's refresh token
+ * when the answer has none, and store it.  prev may be NULL.
+ */
+int token_store_answer(const struct config *cfg, struct store *st,
+    const struct oidc_tokens *t, const struct record *prev, struct record *out,
+    struct ml_err *err);
+
+#endif

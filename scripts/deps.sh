@@ -1,0 +1,39 @@
+#!/bin/sh
+# Install what building and testing mlauth needs (Debian 12 packages, then the
+# test peers from package-lock.json).  Quiet and quick when all is there.
+set -eu
+cd "$(dirname "$0")/.."
+
+pkgs="build-essential pkg-config clang libcurl4-openssl-dev libjansson-dev
+libsecret-1-dev libglib2.0-dev libkeyutils-dev libcmocka-dev
+gnome-keyring libsecret-tools dbus-daemon dbus-bin keyutils valgrind man-db"
+# Node may come from elsewhere (NodeSource ships npm inside nodejs); only ask
+# Debian for what is really missing.
+command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs"
+command -v npm >/dev/null 2>&1 || pkgs="$pkgs npm"
+
+missing=
+for p in $pkgs; do
+	case "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" in
+	*" installed") ;;
+	*) missing="$missing $p" ;;
+	esac
+done
+
+if [ -n "$missing" ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "mlauth: missing packages; install them as root with:" >&2
+		echo "  sudo apt-get install -y$missing" >&2
+		exit 1
+	fi
+	echo "deps: installing$missing"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+# npm ci only when the lock file changed since the last install.
+if [ ! -f node_modules/.package-lock.json ] ||
+   [ package-lock.json -nt node_modules/.package-lock.json ]; then
+	echo "deps: npm ci (test peers)"
+	npm ci --no-audit --no-fund --loglevel=error >/dev/null
+fi

@@ -1,0 +1,160 @@
+/* cmd_common.c: what every command shares: option parsing, usage, messages. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mlauth/cmd.h"
+#include "mlauth/util.h"
+
+static void
+vmessage(const struct cmd_ctx *ctx, const char *label, const char *color,
+    const char *fmt, va_list ap)
+{
+	fputs("mlauth: ", stderr);
+	if (label != NULL) {
+		if (ctx != NULL && ctx->color)
+			fprintf(stderr, "\033[%sm%s\033[0m ", color, label);
+		else
+			fprintf(stderr, "%s ", label);
+	}
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+void
+cmd_error(const struct cmd_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vmessage(ctx, NULL, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void
+cmd_warn(const struct cmd_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vmessage(ctx, "warning:", "33", fmt, ap);
+	va_end(ap);
+}
+
+void
+cmd_info(const struct cmd_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ctx != NULL && ctx->quiet)
+		return;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int
+cmd_fail(const struct cmd_ctx *ctx, const struct ml_err *err)
+{
+	cmd_error(ctx, "%s", err->msg[0] != '\0' ? err->msg : "failed");
+	return err->code != ML_OK ? err->code : ML_EFAIL;
+}
+
+void
+cmd_print_help(const struct cmd_entry *e, FILE *fp)
+{
+	fprintf(fp, "usage: mlauth %s%s%s\n\n%s\n", e->name, e->usage[0] ? " " : "",
+	    e->usage, e->summary);
+	if (e->help != NULL && e->help[0] != '\0')
+		fprintf(fp, "\n%s", e->help);
+	fputs("\nGlobal options (-p PROFILE, -c FILE, -o KEY=VALUE, -v, -q, --no-color) go "
+	    "before the command; see mlauth --help and man mlauth.\n", fp);
+}
+
+int
+cmd_usage_error(const struct cmd_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "mlauth %s: ", ctx->entry->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nusage: mlauth %s %s\n", ctx->entry->name, ctx->entry->usage);
+	return ML_EUSAGE;
+}
+
+/* "--min-valid" style names of the entry's options, for suggestions. */
+static void
+suggest_option(const struct cmd_ctx *ctx, const char *word)
+{
+	const char *names[32];
+	char bufs[32][40];
+	const char *best;
+	size_t n = 0;
+
+	for (const struct option *o = ctx->entry->options; o != NULL && o->name != NULL &&
+	    n < 30; o++, n++) {
+		(void)snprintf(bufs[n], sizeof bufs[n], "--%s", o->name);
+		names[n] = bufs[n];
+	}
+	names[n++] = "--help";
+	names[n] = NULL;
+	best = util_suggest(word, names);
+	if (best != NULL)
+		fprintf(stderr, " (did you mean %s?)", best);
+}
+
+int
+cmd_getopt(struct cmd_ctx *ctx, int argc, char **argv, int *status)
+{
+	static const struct option help_only[] = { { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 } };
+	struct option lo[40];
+	char shortopts[96] = "+:h";
+	size_t n = 0, sl = strlen(shortopts);
+	int c;
+
+	for (const struct option *o = ctx->entry->options; o != NULL && o->name != NULL &&
+	    n < 38; o++) {
+		lo[n++] = *o;
+		/* Letters are short options too; larger values are long-only. */
+		if (o->val > ' ' && o->val < 127 && sl + 3 < sizeof shortopts) {
+			shortopts[sl++] = (char)o->val;
+			if (o->has_arg == required_argument)
+				shortopts[sl++] = ':';
+			shortopts[sl] = '\0';
+		}
+	}
+	lo[n++] = help_only[0];
+	lo[n] = help_only[1];
+
+	opterr = 0;
+	c = getopt_long(argc, argv, shortopts, lo, NULL);
+	if (c == 'h') {
+		cmd_print_help(ctx->entry, stdout);
+		*status = ML_OK;
+		return CMD_OPT_DONE;
+	}
+	if (c == '?' || c == ':') {
+		const char *arg = argv[optind - 1];
+
+		fprintf(stderr, "mlauth %s: ", ctx->entry->name);
+		if (c == ':')
+			fprintf(stderr, "option '%s' needs a value", arg);
+		else if (optopt != 0)
+			fprintf(stderr, "unknown option '-%c'", optopt);
+		else {
+			char word[64];
+
+			(void)snprintf(word, sizeof word, "%.*s", (int)strcspn(arg, "="), arg);
+			fprintf(stderr, "unknown option '%s'", word);
+			suggest_option(ctx, word);
+		}
+		fprintf(stderr, "\nusage: mlauth %s %s\n", ctx->entry->name, ctx->entry->usage);
+		*status = ML_EUSAGE;
+		return CMD_OPT_DONE;
+	}
+	return c;
+}

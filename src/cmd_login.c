@@ -1,0 +1,249 @@
+/* cmd_login.c: `mlauth login`: the OAuth device flow, tokens into the store. */
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mlauth/cmd.h"
+#include "mlauth/http.h"
+#include "mlauth/jwt.h"
+#include "mlauth/oidc.h"
+#include "mlauth/store.h"
+#include "mlauth/token.h"
+#include "mlauth/util.h"
+
+extern char **environ;
+
+enum { OPT_NO_BROWSER = 256 };
+
+static const struct option options[] = {
+	{ "no-browser", no_argument, NULL, OPT_NO_BROWSER },
+	{ "force", no_argument, NULL, 'f' },
+	{ NULL, 0, NULL, 0 }
+};
+
+/* Open url in the desktop's browser, without a shell and without waiting for it. */
+static void
+open_browser(const char *url)
+{
+	posix_spawn_file_actions_t fa;
+	char *argv[] = { "xdg-open", (char *)url, NULL };
+	pid_t pid;
+
+	if (posix_spawn_file_actions_init(&fa) != 0)
+		return;
+	/* The browser's chatter must not mix with our prompt, nor its stdout with ours. */
+	(void)posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	(void)posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	(void)posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+	(void)posix_spawnp(&pid, "xdg-open", &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+}
+
+static bool
+have_display(void)
+{
+	const char *d = getenv("DISPLAY"), *w = getenv("WAYLAND_DISPLAY");
+
+	return (d != NULL && *d != '\0') || (w != NULL && *w != '\0');
+}
+
+/* Sleep secs, waking early on Ctrl-C. */
+static int
+nap(long secs)
+{
+	struct timespec ts = { secs, 0 };
+
+	while (nanosleep(&ts, &ts) != 0)
+		if (http_interrupted)
+			break;
+	return http_interrupted ? ML_EINTR : ML_OK;
+}
+
+static int
+poll_until_done(struct cmd_ctx *ctx, const struct http_opts *ho,
+    const struct oidc_provider *p, const struct oidc_device *d, struct oidc_tokens *t,
+    struct ml_err *err)
+{
+	long interval = d->interval;
+	int64_t deadline = util_now() + d->expires_in;
+	int rc;
+
+	for (;;) {
+		if ((rc = nap(interval)) != ML_OK)
+			return err_set(err, rc, "login interrupted");
+		if (util_now() > deadline)
+			return err_set(err, ML_EFAIL, "the code expired before it was approved: "
+			    "run mlauth login again");
+		rc = oidc_device_poll(ho, p, ctx->cfg.client_id, d, t, err);
+		if (rc == OIDC_PENDING)
+			continue;
+		if (rc == OIDC_SLOW_DOWN) {
+			/* RFC 8628 3.5: every slow_down adds five seconds for good. */
+			interval += 5;
+			if (ctx->verbose)
+				cmd_info(ctx, "provider asked to slow down: polling every %lds",
+				    interval);
+			continue;
+		}
+		return rc;
+	}
+}
+
+/* A session exists that needs no login: the access token or its refresh works. */
+static bool
+session_usable(struct cmd_ctx *ctx, struct store *st, struct record *r)
+{
+	struct ml_err ignored;
+	int64_t now = util_now();
+
+	if (token_load(&ctx->cfg, st, r, &ignored) != ML_OK)
+		return false;
+	return r->expires_at > now || (r->refresh_token != NULL &&
+	    (r->refresh_expires_at == 0 || r->refresh_expires_at > now));
+}
+
+static void
+print_welcome(struct cmd_ctx *ctx, const struct record *r)
+{
+	struct jwt_claims at, id;
+	const char *who, *email;
+	char until[32], session[48];
+
+	(void)jwt_claims_parse(r->access_token, &at, NULL);
+	memset(&id, 0, sizeof id);
+	if (r->id_token != NULL)
+		(void)jwt_claims_parse(r->id_token, &id, NULL);
+	who = id.name ? id.name : at.name ? at.name : id.preferred_username ?
+	    id.preferred_username : at.preferred_username ? at.preferred_username : "unknown";
+	email = id.email ? id.email : at.email;
+	util_format_time(r->expires_at, until, sizeof until);
+	if (r->refresh_token == NULL)
+		(void)snprintf(session, sizeof session, "no refresh token");
+	else if (r->refresh_expires_at == 0)
+		(void)snprintf(session, sizeof session, "session without a fixed end");
+	else {
+		char d[32];
+
+		util_format_time(r->refresh_expires_at, d, sizeof d);
+		(void)snprintf(session, sizeof session, "session until %s", d);
+	}
+	printf("Logged in as %s%s%s%s to %s; token valid until %s, %s\n", who,
+	    email ? " (" : "", email ? email : "", email ? ")" : "", r->issuer,
+	    until + 11, session);
+	jwt_claims_free(&at);
+	jwt_claims_free(&id);
+}
+
+static int
+exec_login(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	struct oidc_provider p;
+	struct oidc_device d;
+	struct oidc_tokens t;
+	struct http_opts ho;
+	struct record r, fresh;
+	struct store st;
+	struct ml_err err;
+	bool browser = true, force = false, store_open_ok = false;
+	const char *scope;
+	int c, status;
+
+	while ((c = cmd_getopt(ctx, argc, argv, &status)) != -1) {
+		switch (c) {
+		case CMD_OPT_DONE:
+			return status;
+		case OPT_NO_BROWSER:
+			browser = false;
+			break;
+		case 'f':
+			force = true;
+			break;
+		}
+	}
+	if (optind < argc)
+		return cmd_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
+
+	memset(&p, 0, sizeof p);
+	memset(&d, 0, sizeof d);
+	memset(&t, 0, sizeof t);
+	memset(&r, 0, sizeof r);
+	memset(&fresh, 0, sizeof fresh);
+	err_clear(&err);
+	if ((status = store_open(&ctx->cfg, &st, &err)) != ML_OK)
+		goto fail;
+	store_open_ok = true;
+	if (!force && session_usable(ctx, &st, &r)) {
+		cmd_info(ctx, "Already logged in to %s (profile %s); mlauth login --force "
+		    "logs in again.", r.issuer, ctx->cfg.profile);
+		status = ML_OK;
+		goto out;
+	}
+	if (st.fell_back)
+		cmd_warn(ctx, "%s; the session will be kept in %s", st.reason,
+		    store_describe(&st));
+
+	token_http_opts(&ctx->cfg, ctx->verbose, &ho);
+	if ((status = http_global_init(&err)) != ML_OK ||
+	    (status = oidc_discover(&ho, ctx->cfg.issuer, &p, &err)) != ML_OK)
+		goto fail;
+	scope = ctx->cfg.scope;
+	status = oidc_device_start(&ho, &p, ctx->cfg.client_id, scope, &d, &err);
+	if (status == ML_EUSAGE && strstr(err.msg, "invalid_scope") != NULL &&
+	    strcmp(scope, "openid") != 0) {
+		cmd_warn(ctx, "the provider refused scope '%s'; logging in with 'openid' "
+		    "(the session then ends with the provider's login session)", scope);
+		scope = "openid";
+		err_clear(&err);
+		status = oidc_device_start(&ho, &p, ctx->cfg.client_id, scope, &d, &err);
+	}
+	if (status != ML_OK)
+		goto fail;
+
+	/* The prompt is for a person: stderr, so stdout stays clean for scripts. */
+	fprintf(stderr, "To log in, open this link in a browser (on any device):\n\n  %s\n\n",
+	    d.verification_uri_complete ? d.verification_uri_complete : d.verification_uri);
+	fprintf(stderr, "and check that it shows the code %s\n", d.user_code);
+	if (d.verification_uri_complete != NULL)
+		fprintf(stderr, "(or go to %s and type the code).\n", d.verification_uri);
+	if (browser && have_display())
+		open_browser(d.verification_uri_complete ? d.verification_uri_complete :
+		    d.verification_uri);
+	fprintf(stderr, "Waiting for approval...\n");
+
+	if ((status = poll_until_done(ctx, &ho, &p, &d, &t, &err)) != ML_OK)
+		goto fail;
+	if ((status = token_store_answer(&ctx->cfg, &st, &t, NULL, &fresh, &err)) != ML_OK)
+		goto fail;
+	print_welcome(ctx, &fresh);
+	goto out;
+fail:
+	status = cmd_fail(ctx, &err);
+out:
+	record_free(&fresh);
+	record_free(&r);
+	oidc_tokens_free(&t);
+	oidc_device_free(&d);
+	oidc_provider_free(&p);
+	if (store_open_ok)
+		store_close(&st);
+	return status;
+}
+
+const struct cmd_entry cmd_login_entry = {
+	.name = "login",
+	.summary = "log in with the device flow; tokens kept in the keyring",
+	.usage = "[--no-browser] [--force]",
+	.help =
+	    "Options:\n"
+	    "      --no-browser  never open a browser; just print the link and code\n"
+	    "  -f, --force       log in again even when the current session still works\n"
+	    "\nShows a link and a code; approve them in any browser (this works over SSH).\n"
+	    "The tokens go to the Secret Service (GNOME Keyring, KWallet, KeePassXC), or to\n"
+	    "a 0600 file under ~/.local/state/mlauth where no keyring answers.\n",
+	.options = options,
+	.exec = exec_login,
+};

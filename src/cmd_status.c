@@ -1,0 +1,162 @@
+/* cmd_status.c: `mlauth status`: who is logged in, until when, where it is kept; no secrets. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "mlauth/cmd.h"
+#include "mlauth/jwt.h"
+#include "mlauth/store.h"
+#include "mlauth/token.h"
+#include "mlauth/util.h"
+
+static const struct option options[] = {
+	{ "json", no_argument, NULL, 'j' },
+	{ NULL, 0, NULL, 0 }
+};
+
+struct view {
+	const char *user, *email, *name, *scope;
+	int64_t now;
+	bool session_ok;	/* a token or a refresh still works */
+	bool would_refresh;
+};
+
+static void
+describe(const struct record *r, const struct jwt_claims *at, const struct jwt_claims *id,
+    long min_valid, struct view *v)
+{
+	memset(v, 0, sizeof *v);
+	v->now = util_now();
+	v->user = id->preferred_username ? id->preferred_username : at->preferred_username;
+	v->email = id->email ? id->email : at->email;
+	v->name = id->name ? id->name : at->name;
+	v->scope = r->scope ? r->scope : at->scope;
+	v->would_refresh = !token_is_fresh(r, min_valid, v->now);
+	v->session_ok = r->expires_at > v->now || (r->refresh_token != NULL &&
+	    (r->refresh_expires_at == 0 || r->refresh_expires_at > v->now));
+}
+
+static int
+print_json(const struct config *cfg, const struct store *st, const struct record *r,
+    const struct view *v)
+{
+	json_t *o = json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:s?,s:s?,s:I,s:I,s:o,s:b,s:b,s:b,s:s}",
+	    "profile", cfg->profile, "issuer", r->issuer, "client_id", r->client_id,
+	    "user", v->user, "email", v->email, "name", v->name, "scope", v->scope,
+	    "expires_at", (json_int_t)r->expires_at,
+	    "expires_in", (json_int_t)(r->expires_at - v->now),
+	    "refresh_expires_at", r->refresh_expires_at ?
+	    json_integer(r->refresh_expires_at) : json_null(),
+	    "has_refresh_token", r->refresh_token != NULL,
+	    "would_refresh", v->would_refresh, "logged_in", v->session_ok,
+	    "store", store_describe(st));
+
+	if (o == NULL || json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) {
+		json_decref(o);
+		return ML_EFAIL;
+	}
+	putchar('\n');
+	json_decref(o);
+	return ML_OK;
+}
+
+static void
+print_text(const struct config *cfg, const struct store *st, const struct record *r,
+    const struct view *v)
+{
+	char at[32], in[32];
+
+	printf("Profile:      %s\n", cfg->profile);
+	printf("Issuer:       %s\n", r->issuer);
+	printf("Client:       %s\n", r->client_id);
+	if (v->user != NULL || v->email != NULL)
+		printf("User:         %s%s%s%s\n", v->user ? v->user : "", v->email && v->user ?
+		    " (" : "", v->email ? v->email : "", v->email && v->user ? ")" : "");
+	if (v->scope != NULL)
+		printf("Scopes:       %s\n", v->scope);
+	util_format_time(r->expires_at, at, sizeof at);
+	util_format_duration(r->expires_at > v->now ? r->expires_at - v->now :
+	    v->now - r->expires_at, in, sizeof in);
+	printf("Access token: %s %s (%s %s)\n", r->expires_at > v->now ? "valid until" :
+	    "expired at", at, r->expires_at > v->now ? "in" : "", in);
+	if (r->refresh_token == NULL) {
+		printf("Session:      no refresh token: run mlauth login when the token expires\n");
+	} else if (r->refresh_expires_at == 0) {
+		printf("Session:      no fixed end (offline session)\n");
+	} else {
+		util_format_time(r->refresh_expires_at, at, sizeof at);
+		util_format_duration(r->refresh_expires_at - v->now, in, sizeof in);
+		if (r->refresh_expires_at > v->now)
+			printf("Session:      until %s (in %s)\n", at, in);
+		else
+			printf("Session:      expired at %s: run mlauth login\n", at);
+	}
+	printf("Store:        %s\n", store_describe(st));
+	printf("Refresh:      %s\n", v->would_refresh ? "due now (mlauth token will refresh)" :
+	    "not needed yet");
+}
+
+static int
+exec_status(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	struct jwt_claims at, id;
+	struct record r;
+	struct store st;
+	struct ml_err err;
+	struct view v;
+	bool json = false;
+	int c, status;
+
+	while ((c = cmd_getopt(ctx, argc, argv, &status)) != -1) {
+		if (c == CMD_OPT_DONE)
+			return status;
+		if (c == 'j')
+			json = true;
+	}
+	if (optind < argc)
+		return cmd_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
+
+	err_clear(&err);
+	memset(&at, 0, sizeof at);
+	memset(&id, 0, sizeof id);
+	if (store_open(&ctx->cfg, &st, &err) != ML_OK)
+		return cmd_fail(ctx, &err);
+	if ((status = token_load(&ctx->cfg, &st, &r, &err)) != ML_OK) {
+		if (json && status == ML_ELOGIN)
+			printf("{\"profile\": \"%s\", \"logged_in\": false}\n", ctx->cfg.profile);
+		status = cmd_fail(ctx, &err);
+		goto out;
+	}
+	/* Claims only label the output: an undecodable token still has an expiry. */
+	(void)jwt_claims_parse(r.access_token, &at, NULL);
+	if (r.id_token != NULL)
+		(void)jwt_claims_parse(r.id_token, &id, NULL);
+	describe(&r, &at, &id, ctx->cfg.min_valid, &v);
+	if (json)
+		status = print_json(&ctx->cfg, &st, &r, &v);
+	else
+		print_text(&ctx->cfg, &st, &r, &v);
+	if (status == ML_OK && !v.session_ok)
+		status = ML_ELOGIN;
+out:
+	jwt_claims_free(&at);
+	jwt_claims_free(&id);
+	record_free(&r);
+	store_close(&st);
+	return status;
+}
+
+const struct cmd_entry cmd_status_entry = {
+	.name = "status",
+	.summary = "who is logged in, until when, where the tokens are kept",
+	.usage = "[--json]",
+	.help =
+	    "Options:\n"
+	    "  -j, --json   print the same as JSON\n"
+	    "\nNever prints a token.  Exit status 0 when the session is usable, 3 when\n"
+	    "not logged in or the session has expired.\n",
+	.options = options,
+	.exec = exec_status,
+};

@@ -1,0 +1,52 @@
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mlauth/err.h"
+
+int
+err_set(struct ml_err *e, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (e == NULL)
+		return code;
+	e->code = code;
+	va_start(ap, fmt);
+	/* Truncation of a message is harmless: it is for a human. */
+	(void)vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+void
+err_prefix(struct ml_err *e, const char *fmt, ...)
+{
+	char buf[sizeof e->msg];
+	size_t n;
+	va_list ap;
+
+	if (e == NULL)
+		return;
+	va_start(ap, fmt);
+	(void)vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	n = strlen(buf);
+	if (n + 2 < sizeof buf) {
+		buf[n++] = ':';
+		buf[n++] = ' ';
+		/* Truncation of a message is harmless: it is for a human. */
+		memcpy(buf + n, e->msg, sizeof buf - n - 1);
+		buf[sizeof buf - 1] = '\0';
+	}
+	memcpy(e->msg, buf, sizeof buf);
+}
+
+void
+err_clear(struct ml_err *e)
+{
+	if (e == NULL)
+		return;
+	e->code = ML_OK;
+	e->msg[0] = '\0';
+}

@@ -1,0 +1,898 @@
+/*
+ * http.c: the one libcurl wrapper.  Every request the program makes goes
+ * through http_perform, so the safety rules live in one place: http and https
+ * only, no redirects, TLS always verified, bounded time and size, secrets
+ * redacted from the -vv trace, errors that name the host and nothing more.
+ */
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "mlauth/http.h"
+#include "mlauth/secret.h"
+
+#ifndef MLAUTH_VERSION
+#define MLAUTH_VERSION	"unknown"
+#endif
+
+#define HTTP_DEFAULT_TIMEOUT	30L
+#define HTTP_CONNECT_TIMEOUT	10L
+#define HTTP_STALL_TIME		15L		/* seconds without a byte, once the answer began */
+#define HTTP_MAX_HEADERS	(256 * 1024)	/* all header lines of one exchange */
+#define HTTP_FIELD_MAX		256		/* longest header value kept */
+#define HTTP_RETRY_AFTER_MAX	86400L
+#define HTTP_TRACE_MAX		(64 * 1024)	/* body bytes traced per direction */
+#define HTTP_ORIGIN_MAX		256
+
+volatile sig_atomic_t http_interrupted;
+
+static bool http_initialised;
+
+/* A body being traced: buffered whole so a secret split over chunks is still redacted. */
+struct http_trace {
+	char *buf;
+	size_t len, cap, dropped;
+	const char *prefix;
+};
+
+struct http_xfer {
+	CURL *curl;
+	const struct http_request *req;
+	struct http_response *resp;
+	size_t cap;			/* bytes allocated for resp->body */
+	size_t header_bytes;
+	bool decided;			/* stream or collect chosen for this answer */
+	bool stream;
+	bool answer_started;		/* a status line arrived */
+	bool too_large, headers_too_large, oom, stalled;
+	int chunk_rc;			/* the reader's non-zero verdict */
+	long stall;			/* seconds */
+	curl_off_t last_dl;
+	struct timespec last_progress;
+	struct http_trace out, in;
+};
+
+static const char *const http_secret_keys[] = {
+	"access_token", "refresh_token", "id_token", "device_code", "code", "token",
+	"client_secret", "password", NULL
+};
+
+static const char *const http_secret_headers[] = {
+	"authorization", "proxy-authorization", "cookie", "set-cookie", NULL
+};
+
+int
+http_global_init(struct ml_err *err)
+{
+	CURLcode cc;
+
+	if (http_initialised)
+		return ML_OK;
+	cc = curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (cc != CURLE_OK)
+		return err_set(err, ML_EFAIL, "cannot initialise libcurl: %s",
+		    curl_easy_strerror(cc));
+	http_initialised = true;
+	return ML_OK;
+}
+
+void
+http_global_cleanup(void)
+{
+	if (!http_initialised)
+		return;
+	curl_global_cleanup();
+	http_initialised = false;
+}
+
+static bool
+http_printable(unsigned char c)
+{
+	return c >= 0x20 && c < 0x7f;
+}
+
+void
+http_url_origin(const char *url, char *out, size_t outlen)
+{
+	const char *p, *auth, *at, *end;
+	size_t n = 0, sl;
+
+	if (out == NULL || outlen == 0)
+		return;
+	out[0] = '\0';
+	if (url == NULL || (p = strstr(url, "://")) == NULL) {
+		(void)snprintf(out, outlen, "(invalid URL)");
+		return;
+	}
+	sl = (size_t)(p - url);
+	auth = p + 3;
+	end = auth + strcspn(auth, "/?#");
+	/* The last '@' ends the user info: "user:p@ss@host" hides nothing then. */
+	for (at = end; at > auth; at--)
+		if (at[-1] == '@')
+			break;
+	if (at > auth)
+		auth = at;
+	for (const char *s = url; s < url + sl && n + 1 < outlen; s++)
+		out[n++] = http_printable((unsigned char)*s) ? *s : '?';
+	for (const char *s = "://"; *s != '\0' && n + 1 < outlen; s++)
+		out[n++] = *s;
+	for (const char *s = auth; s < end && n + 1 < outlen; s++)
+		out[n++] = http_printable((unsigned char)*s) ? *s : '?';
+	out[n] = '\0';
+}
+
+int
+http_form_add(char **form, const char *key, const char *value, struct ml_err *err)
+{
+	char *k = NULL, *v = NULL, *next = NULL;
+	size_t ol, kl, vl;
+	int rc;
+
+	if (form == NULL || key == NULL || value == NULL || key[0] == '\0') {
+		rc = err_set(err, ML_EFAIL, "form field %s has no value",
+		    key != NULL ? key : "(null)");
+		goto out;
+	}
+	k = curl_easy_escape(NULL, key, 0);
+	v = curl_easy_escape(NULL, value, 0);
+	if (k == NULL || v == NULL) {
+		rc = err_set(err, ML_EFAIL, "out of memory");
+		goto out;
+	}
+	ol = *form != NULL ? strlen(*form) : 0;
+	kl = strlen(k);
+	vl = strlen(v);
+	next = malloc(ol + 1 + kl + 1 + vl + 1);
+	if (next == NULL) {
+		rc = err_set(err, ML_EFAIL, "out of memory");
+		goto out;
+	}
+	if (ol > 0) {
+		memcpy(next, *form, ol);
+		next[ol++] = '&';
+	}
+	memcpy(next + ol, k, kl);
+	next[ol + kl] = '=';
+	memcpy(next + ol + kl + 1, v, vl + 1);
+	secret_free(*form);
+	*form = next;
+	rc = ML_OK;
+out:
+	/* curl's copy of the value may be a token: wipe it before curl_free. */
+	if (v != NULL) {
+		secret_wipe(v, strlen(v));
+		curl_free(v);
+	}
+	if (k != NULL)
+		curl_free(k);
+	return rc;
+}
+
+static void
+http_response_reset_headers(struct http_response *r)
+{
+	free(r->content_type);
+	free(r->request_id);
+	r->content_type = NULL;
+	r->request_id = NULL;
+	r->retry_after = -1;
+	r->date = 0;
+}
+
+void
+http_response_free(struct http_response *resp)
+{
+	if (resp == NULL)
+		return;
+	if (resp->body != NULL) {
+		/* len, not strlen: a binary body may hold a NUL before a token. */
+		secret_wipe(resp->body, resp->len);
+		free(resp->body);
+	}
+	http_response_reset_headers(resp);
+	memset(resp, 0, sizeof *resp);
+	resp->retry_after = -1;
+}
+
+/* ---- tracing (-vv) ---- */
+
+static void
+http_trace_write(const char *s, size_t n, const char *prefix, bool *bol)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '\r')
+			continue;
+		if (*bol) {
+			fputs(prefix, stderr);
+			*bol = false;
+		}
+		if (c == '\n') {
+			putc('\n', stderr);
+			*bol = true;
+		} else if (c == '\t' || c >= 0x80 || http_printable(c)) {
+			putc(c, stderr);	/* UTF-8 text stays readable */
+		} else {
+			putc('.', stderr);	/* no terminal escapes from a server */
+		}
+	}
+}
+
+static bool
+http_key_at(const char *s, size_t avail, const char *key, size_t *klen)
+{
+	size_t kl = strlen(key);
+
+	if (avail < kl || memcmp(s, key, kl) != 0)
+		return false;
+	*klen = kl;
+	return true;
+}
+
+/*
+ * Write body with the values of http_secret_keys replaced, for JSON
+ * ("key": "value") and form (key=value&) bodies alike.  A value cut off by
+ * the end of the buffer is redacted to the end.
+ */
+static void
+http_trace_redacted(const char *b, size_t n, const char *prefix)
+{
+	bool bol = true;
+	size_t i = 0;
+
+	while (i < n) {
+		bool matched = false;
+
+		for (size_t k = 0; http_secret_keys[k] != NULL && !matched; k++) {
+			const char *key = http_secret_keys[k];
+			size_t kl, j;
+
+			/* JSON: "key" ws : ws "value" */
+			if (b[i] == '"' && http_key_at(b + i + 1, n - i - 1, key, &kl) &&
+			    i + 1 + kl < n && b[i + 1 + kl] == '"') {
+				j = i + kl + 2;
+				while (j < n && (b[j] == ' ' || b[j] == '\t' || b[j] == '\n' || b[j] == '\r'))
+					j++;
+				if (j >= n || b[j] != ':')
+					continue;
+				j++;
+				while (j < n && (b[j] == ' ' || b[j] == '\t' || b[j] == '\n' || b[j] == '\r'))
+					j++;
+				if (j >= n || b[j] != '"')
+					continue;
+				http_trace_write(b + i, j + 1 - i, prefix, &bol);
+				http_trace_write("[redacted]", 10, prefix, &bol);
+				for (j++; j < n && b[j] != '"'; j++)
+					if (b[j] == '\\')
+						j++;
+				i = j;	/* at the closing quote, or past the end */
+				matched = true;
+			} else if ((i == 0 || b[i - 1] == '&' || b[i - 1] == '\n') &&
+			    http_key_at(b + i, n - i, key, &kl) && i + kl < n && b[i + kl] == '=') {
+				/* form: key=value up to & or the end */
+				http_trace_write(b + i, kl + 1, prefix, &bol);
+				http_trace_write("[redacted]", 10, prefix, &bol);
+				for (j = i + kl + 1; j < n && b[j] != '&' && b[j] != '\n'; j++)
+					;
+				i = j;
+				matched = true;
+			}
+		}
+		if (!matched && i < n) {
+			http_trace_write(b + i, 1, prefix, &bol);
+			i++;
+		}
+	}
+	if (!bol)
+		putc('\n', stderr);
+}
+
+static void
+http_trace_flush(struct http_trace *t)
+{
+	if (t->len > 0)
+		http_trace_redacted(t->buf, t->len, t->prefix);
+	if (t->dropped > 0)
+		fprintf(stderr, "%s[%zu more bytes not shown]\n", t->prefix, t->dropped);
+	if (t->buf != NULL)
+		secret_wipe(t->buf, t->cap);
+	t->len = 0;
+	t->dropped = 0;
+}
+
+static void
+http_trace_free(struct http_trace *t)
+{
+	if (t->buf != NULL) {
+		secret_wipe(t->buf, t->cap);
+		free(t->buf);
+	}
+	t->buf = NULL;
+	t->len = t->cap = t->dropped = 0;
+}
+
+static void
+http_trace_add(struct http_trace *t, const char *data, size_t size)
+{
+	size_t take;
+
+	if (t->buf == NULL) {
+		t->buf = malloc(HTTP_TRACE_MAX);
+		if (t->buf == NULL) {
+			t->dropped += size;	/* a trace is not worth failing for */
+			return;
+		}
+		t->cap = HTTP_TRACE_MAX;
+	}
+	take = t->cap - t->len < size ? t->cap - t->len : size;
+	memcpy(t->buf + t->len, data, take);
+	t->len += take;
+	t->dropped += size - take;
+}
+
+/* Header lines, one per line, with credentials' values hidden. */
+static void
+http_trace_headers(const char *data, size_t size, const char *prefix)
+{
+	const char *line = data, *end = data + size;
+	bool bol = true;
+
+	while (line < end) {
+		const char *nl = memchr(line, '\n', (size_t)(end - line));
+		const char *le = nl != NULL ? nl : end;
+		const char *colon = memchr(line, ':', (size_t)(le - line));
+		size_t len = (size_t)(le - line);
+		bool secret = false;
+
+		if (len > 0 && line[len - 1] == '\r')
+			len--;
+		for (size_t k = 0; colon != NULL && http_secret_headers[k] != NULL; k++)
+			if ((size_t)(colon - line) == strlen(http_secret_headers[k]) &&
+			    strncasecmp(line, http_secret_headers[k], (size_t)(colon - line)) == 0)
+				secret = true;
+		if (len > 0) {
+			if (secret) {
+				http_trace_write(line, (size_t)(colon - line) + 1, prefix, &bol);
+				http_trace_write(" [redacted]\n", 12, prefix, &bol);
+			} else {
+				http_trace_write(line, len, prefix, &bol);
+				http_trace_write("\n", 1, prefix, &bol);
+			}
+		}
+		line = le + 1;
+	}
+}
+
+static int
+http_debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *arg)
+{
+	struct http_xfer *x = arg;
+	bool bol = true;
+
+	switch (type) {
+	case CURLINFO_TEXT:
+		http_trace_write(data, size, "* ", &bol);
+		if (!bol)
+			putc('\n', stderr);
+		break;
+	case CURLINFO_HEADER_OUT:
+		http_trace_headers(data, size, "> ");
+		break;
+	case CURLINFO_HEADER_IN:
+		http_trace_flush(&x->out);
+		http_trace_headers(data, size, "< ");
+		break;
+	case CURLINFO_DATA_OUT:
+		http_trace_add(&x->out, data, size);
+		break;
+	case CURLINFO_DATA_IN:
+		http_trace_add(&x->in, data, size);
+		break;
+	default:
+		break;	/* TLS records: noise */
+	}
+	return 0;
+}
+
+/* ---- callbacks ---- */
+
+static void
+http_now(struct timespec *ts)
+{
+	if (clock_gettime(CLOCK_MONOTONIC, ts) != 0) {
+		ts->tv_sec = time(NULL);
+		ts->tv_nsec = 0;
+	}
+}
+
+/* Grow resp->body to hold need bytes and a NUL, wiping the old copy (it may hold tokens). */
+static int
+http_body_reserve(struct http_xfer *x, size_t need)
+{
+	struct http_response *r = x->resp;
+	size_t ncap;
+	char *nb;
+
+	if (r->body != NULL && need < x->cap)
+		return 0;
+	ncap = x->cap > 0 ? x->cap : 16384;
+	while (ncap <= need)
+		ncap *= 2;	/* need <= HTTP_MAX_BODY: no overflow */
+	nb = malloc(ncap);
+	if (nb == NULL)
+		return -1;
+	nb[0] = '\0';
+	if (r->body != NULL) {
+		memcpy(nb, r->body, r->len + 1);
+		secret_wipe(r->body, x->cap);
+		free(r->body);
+	}
+	r->body = nb;
+	x->cap = ncap;
+	return 0;
+}
+
+static size_t
+http_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	struct http_xfer *x = arg;
+	struct http_response *r = x->resp;
+	size_t n = size * nmemb;
+
+	if (!x->decided) {
+		long status = 0;
+
+		if (curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+			status = 0;
+		x->stream = x->req->on_chunk != NULL && status >= 200 && status < 300;
+		x->decided = true;
+	}
+	if (x->stream) {
+		int rc = x->req->on_chunk(ptr, n, x->req->chunk_arg);
+
+		if (rc != 0) {
+			x->chunk_rc = rc;
+			return 0;
+		}
+		r->len += n;
+		return n;
+	}
+	if (n > (size_t)HTTP_MAX_BODY - r->len) {
+		x->too_large = true;
+		return 0;
+	}
+	if (http_body_reserve(x, r->len + n) != 0) {
+		x->oom = true;
+		return 0;
+	}
+	memcpy(r->body + r->len, ptr, n);
+	r->len += n;
+	r->body[r->len] = '\0';
+	return n;
+}
+
+/* A header value, trimmed, at most HTTP_FIELD_MAX bytes, unprintables as '?'. */
+static char *
+http_field_dup(const char *v, size_t n)
+{
+	char *s;
+
+	if (n > HTTP_FIELD_MAX)
+		n = HTTP_FIELD_MAX;
+	s = malloc(n + 1);
+	if (s == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		s[i] = http_printable((unsigned char)v[i]) ? v[i] : '?';
+	s[n] = '\0';
+	return s;
+}
+
+/* Seconds from a Retry-After value: delta-seconds or an HTTP-date; -1 when unusable. */
+static long
+http_parse_retry_after(const char *v, size_t n)
+{
+	char tmp[128];
+	long secs = 0;
+	time_t t, now;
+
+	if (n > 0 && strspn(v, "0123456789") >= n) {
+		for (size_t i = 0; i < n; i++) {
+			secs = secs * 10 + (v[i] - '0');
+			if (secs > HTTP_RETRY_AFTER_MAX)
+				return HTTP_RETRY_AFTER_MAX;
+		}
+		return secs;
+	}
+	if (n == 0 || n >= sizeof tmp)
+		return -1;
+	memcpy(tmp, v, n);
+	tmp[n] = '\0';
+	t = curl_getdate(tmp, NULL);
+	if (t == -1)
+		return -1;
+	now = time(NULL);
+	if (t <= now)
+		return 0;
+	return t - now > HTTP_RETRY_AFTER_MAX ? HTTP_RETRY_AFTER_MAX : (long)(t - now);
+}
+
+static time_t
+http_parse_date(const char *v, size_t n)
+{
+	char tmp[128];
+	time_t t;
+
+	if (n == 0 || n >= sizeof tmp)
+		return 0;
+	memcpy(tmp, v, n);
+	tmp[n] = '\0';
+	t = curl_getdate(tmp, NULL);
+	return t == -1 ? 0 : t;
+}
+
+static bool
+http_name_is(const char *name, size_t n, const char *want)
+{
+	return strlen(want) == n && strncasecmp(name, want, n) == 0;
+}
+
+static size_t
+http_header_cb(char *buf, size_t size, size_t nitems, void *arg)
+{
+	struct http_xfer *x = arg;
+	struct http_response *r = x->resp;
+	size_t n = size * nitems, nl, vl;
+	const char *colon, *v;
+
+	x->header_bytes += n;
+	if (x->header_bytes > HTTP_MAX_HEADERS) {
+		x->headers_too_large = true;
+		return 0;
+	}
+	http_now(&x->last_progress);
+	if (n >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
+		/* A new answer (after a 1xx or a proxy's CONNECT): forget the last one's. */
+		http_response_reset_headers(r);
+		x->decided = false;
+		x->answer_started = true;
+		return n;
+	}
+	colon = memchr(buf, ':', n);
+	if (colon == NULL)
+		return n;
+	nl = (size_t)(colon - buf);
+	v = colon + 1;
+	vl = n - nl - 1;
+	while (vl > 0 && (*v == ' ' || *v == '\t'))
+		v++, vl--;
+	while (vl > 0 && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' ' ||
+	    v[vl - 1] == '\t'))
+		vl--;
+
+	if (http_name_is(buf, nl, "content-type")) {
+		free(r->content_type);
+		if ((r->content_type = http_field_dup(v, vl)) == NULL)
+			goto oom;
+	} else if ((http_name_is(buf, nl, "request-id") ||
+	    http_name_is(buf, nl, "x-request-id")) && r->request_id == NULL) {
+		if ((r->request_id = http_field_dup(v, vl)) == NULL)
+			goto oom;
+	} else if (http_name_is(buf, nl, "retry-after")) {
+		r->retry_after = http_parse_retry_after(v, vl);
+	} else if (http_name_is(buf, nl, "date")) {
+		r->date = http_parse_date(v, vl);
+	}
+	return n;
+oom:
+	x->oom = true;
+	return 0;
+}
+
+/*
+ * Called about once a second even while idle: the place to notice Ctrl-C and
+ * a server that started answering, then went silent.  Waiting for the first
+ * byte is left to the total timeout: a model may think for a minute before
+ * a non-streamed answer begins.
+ */
+static int
+http_xferinfo_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+    curl_off_t ulnow)
+{
+	struct http_xfer *x = arg;
+	struct timespec now;
+
+	if (http_interrupted)
+		return 1;
+	http_now(&now);
+	if (dlnow != x->last_dl || !x->answer_started) {
+		x->last_dl = dlnow;
+		x->last_progress = now;
+		return 0;
+	}
+	if (now.tv_sec - x->last_progress.tv_sec >= x->stall) {
+		x->stalled = true;
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- the request ---- */
+
+static bool
+http_one_line(const char *s)
+{
+	return s == NULL || strpbrk(s, "\r\n") == NULL;
+}
+
+/*
+ * The request's header list in *list (the caller wipes and frees it: the
+ * Authorization line is a secret).  Line breaks are refused: a value must not
+ * smuggle in a header of its own.
+ */
+static int
+http_build_headers(const struct http_request *req, struct curl_slist **list,
+    struct ml_err *err)
+{
+	struct curl_slist *l = NULL, *t;
+	char *line = NULL;
+	size_t n;
+	int rc;
+
+	*list = NULL;
+	if (!http_one_line(req->bearer) || !http_one_line(req->content_type)) {
+		rc = err_set(err, ML_EFAIL, "refusing a header value with a line break");
+		goto out;
+	}
+	if (req->bearer != NULL) {
+		n = strlen("Authorization: Bearer ") + strlen(req->bearer) + 1;
+		if ((line = malloc(n)) == NULL)
+			goto oom;
+		(void)snprintf(line, n, "Authorization: Bearer %s", req->bearer);
+		if ((t = curl_slist_append(l, line)) == NULL)
+			goto oom;
+		l = t;
+	}
+	if (req->content_type != NULL) {
+		secret_free(line);
+		n = strlen("Content-Type: ") + strlen(req->content_type) + 1;
+		if ((line = malloc(n)) == NULL)
+			goto oom;
+		(void)snprintf(line, n, "Content-Type: %s", req->content_type);
+		if ((t = curl_slist_append(l, line)) == NULL)
+			goto oom;
+		l = t;
+	}
+	/* No "Expect: 100-continue" round trip before a larger POST body. */
+	if ((t = curl_slist_append(l, "Expect:")) == NULL)
+		goto oom;
+	l = t;
+	for (size_t i = 0; req->headers != NULL && req->headers[i] != NULL; i++) {
+		if (!http_one_line(req->headers[i])) {
+			rc = err_set(err, ML_EFAIL, "refusing a header value with a line break");
+			goto out;
+		}
+		if ((t = curl_slist_append(l, req->headers[i])) == NULL)
+			goto oom;
+		l = t;
+	}
+	*list = l;
+	l = NULL;
+	rc = ML_OK;
+	goto out;
+oom:
+	rc = err_set(err, ML_EFAIL, "out of memory");
+out:
+	secret_free(line);
+	for (t = l; t != NULL; t = t->next)
+		secret_wipe(t->data, strlen(t->data));
+	curl_slist_free_all(l);
+	return rc;
+}
+
+static const char *
+http_env(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+/* The message for a failed transfer: the origin and curl's reason, never the URL. */
+static int
+http_curl_error(CURLcode cc, const char *origin, const char *errbuf, struct ml_err *err)
+{
+	char why[CURL_ERROR_SIZE];
+	size_t n = 0;
+
+	for (const char *s = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(cc);
+	    *s != '\0' && n + 1 < sizeof why; s++)
+		why[n++] = http_printable((unsigned char)*s) ? *s : '?';
+	while (n > 0 && why[n - 1] == ' ')
+		n--;
+	why[n] = '\0';
+
+	switch (cc) {
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_SSL_INVALIDCERTSTATUS:
+		return err_set(err, ML_ENET,
+		    "TLS check of %s failed: %s (behind a corporate CA? set ca_file)", origin, why);
+	case CURLE_SSL_CACERT_BADFILE:
+		return err_set(err, ML_EUSAGE, "cannot use the CA certificates for %s: %s",
+		    origin, why);
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		return err_set(err, ML_ENET, "cannot reach %s through the proxy: %s", origin, why);
+	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_URL_MALFORMAT:
+		return err_set(err, ML_EUSAGE, "cannot use the URL of %s: %s", origin, why);
+	default:
+		return err_set(err, ML_ENET, "cannot reach %s: %s", origin, why);
+	}
+}
+
+#define HTTP_SETOPT(h, opt, val) do {					\
+	if (cc == CURLE_OK)						\
+		cc = curl_easy_setopt((h), (opt), (val));		\
+} while (0)
+
+int
+http_perform(const struct http_opts *o, const struct http_request *req,
+    struct http_response *resp, struct ml_err *err)
+{
+	static const struct http_opts defaults = { 0, NULL, 0 };
+	struct http_xfer x;
+	struct curl_slist *headers = NULL;
+	char origin[HTTP_ORIGIN_MAX], errbuf[CURL_ERROR_SIZE];
+	const char *ca, *capath = NULL;
+	CURLcode cc = CURLE_OK;
+	long timeout;
+	int rc;
+
+	memset(&x, 0, sizeof x);
+	x.out.prefix = "> ";
+	x.in.prefix = "< ";
+	if (resp != NULL) {
+		memset(resp, 0, sizeof *resp);
+		resp->retry_after = -1;
+	}
+	if (o == NULL)
+		o = &defaults;
+	if (req == NULL || resp == NULL || req->url == NULL || req->method == NULL) {
+		rc = err_set(err, ML_EFAIL, "http_perform: missing request");
+		goto out;
+	}
+	http_url_origin(req->url, origin, sizeof origin);
+	if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "POST") != 0) {
+		rc = err_set(err, ML_EFAIL, "unsupported HTTP method %s", req->method);
+		goto out;
+	}
+	if (http_interrupted) {
+		rc = err_set(err, ML_EINTR, "interrupted");
+		goto out;
+	}
+	if ((rc = http_build_headers(req, &headers, err)) != ML_OK)
+		goto out;
+	if ((x.curl = curl_easy_init()) == NULL) {
+		rc = err_set(err, ML_EFAIL, "cannot start libcurl");
+		goto out;
+	}
+	x.req = req;
+	x.resp = resp;
+	timeout = o->timeout > 0 ? o->timeout : HTTP_DEFAULT_TIMEOUT;
+	x.stall = timeout < HTTP_STALL_TIME ? timeout : HTTP_STALL_TIME;
+	http_now(&x.last_progress);
+	errbuf[0] = '\0';
+
+	HTTP_SETOPT(x.curl, CURLOPT_URL, req->url);
+	HTTP_SETOPT(x.curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	HTTP_SETOPT(x.curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	HTTP_SETOPT(x.curl, CURLOPT_FOLLOWLOCATION, 0L);
+	HTTP_SETOPT(x.curl, CURLOPT_NOSIGNAL, 1L);
+	HTTP_SETOPT(x.curl, CURLOPT_SSL_VERIFYPEER, 1L);
+	HTTP_SETOPT(x.curl, CURLOPT_SSL_VERIFYHOST, 2L);
+	HTTP_SETOPT(x.curl, CURLOPT_TIMEOUT, timeout);
+	HTTP_SETOPT(x.curl, CURLOPT_CONNECTTIMEOUT,
+	    timeout < HTTP_CONNECT_TIMEOUT ? timeout : HTTP_CONNECT_TIMEOUT);
+	HTTP_SETOPT(x.curl, CURLOPT_USERAGENT, "mlauth/" MLAUTH_VERSION);
+	HTTP_SETOPT(x.curl, CURLOPT_HTTPHEADER, headers);
+	HTTP_SETOPT(x.curl, CURLOPT_ERRORBUFFER, errbuf);
+	HTTP_SETOPT(x.curl, CURLOPT_WRITEFUNCTION, http_write_cb);
+	HTTP_SETOPT(x.curl, CURLOPT_WRITEDATA, &x);
+	HTTP_SETOPT(x.curl, CURLOPT_HEADERFUNCTION, http_header_cb);
+	HTTP_SETOPT(x.curl, CURLOPT_HEADERDATA, &x);
+	HTTP_SETOPT(x.curl, CURLOPT_NOPROGRESS, 0L);
+	HTTP_SETOPT(x.curl, CURLOPT_XFERINFOFUNCTION, http_xferinfo_cb);
+	HTTP_SETOPT(x.curl, CURLOPT_XFERINFODATA, &x);
+	/* A collected body can be refused from its Content-Length before it arrives. */
+	if (req->on_chunk == NULL)
+		HTTP_SETOPT(x.curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)HTTP_MAX_BODY);
+	if (strcmp(req->method, "POST") == 0) {
+		HTTP_SETOPT(x.curl, CURLOPT_POST, 1L);
+		HTTP_SETOPT(x.curl, CURLOPT_POSTFIELDS, req->body != NULL ? req->body : "");
+		HTTP_SETOPT(x.curl, CURLOPT_POSTFIELDSIZE_LARGE,
+		    (curl_off_t)(req->body != NULL ? req->body_len : 0));
+	} else {
+		HTTP_SETOPT(x.curl, CURLOPT_HTTPGET, 1L);
+	}
+	/*
+	 * libcurl reads the proxy variables itself, but CURL_CA_BUNDLE and
+	 * SSL_CERT_* only in the curl tool: honour them the same way here.
+	 */
+	ca = o->ca_file != NULL && o->ca_file[0] != '\0' ? o->ca_file : http_env("CURL_CA_BUNDLE");
+	if (ca == NULL) {
+		ca = http_env("SSL_CERT_FILE");
+		capath = http_env("SSL_CERT_DIR");
+	}
+	if (ca != NULL)
+		HTTP_SETOPT(x.curl, CURLOPT_CAINFO, ca);
+	if (capath != NULL)
+		HTTP_SETOPT(x.curl, CURLOPT_CAPATH, capath);
+	if (o->verbose >= 2) {
+		HTTP_SETOPT(x.curl, CURLOPT_DEBUGFUNCTION, http_debug_cb);
+		HTTP_SETOPT(x.curl, CURLOPT_DEBUGDATA, &x);
+		HTTP_SETOPT(x.curl, CURLOPT_VERBOSE, 1L);
+	}
+	if (cc != CURLE_OK) {
+		/* Fail closed: a libcurl without one of these would be less safe. */
+		rc = err_set(err, ML_EFAIL, "libcurl refused a setting: %s", curl_easy_strerror(cc));
+		goto out;
+	}
+
+	cc = curl_easy_perform(x.curl);
+	if (o->verbose >= 2) {
+		http_trace_flush(&x.out);
+		http_trace_flush(&x.in);
+	}
+	if (cc != CURLE_OK) {
+		if (x.chunk_rc != 0)
+			rc = err_set(err, x.chunk_rc, "reading the answer from %s stopped", origin);
+		else if (x.oom)
+			rc = err_set(err, ML_EFAIL, "out of memory reading the answer from %s", origin);
+		else if (x.too_large || cc == CURLE_FILESIZE_EXCEEDED)
+			rc = err_set(err, ML_ENET, "response from %s too large (over %d MiB)",
+			    origin, HTTP_MAX_BODY / (1024 * 1024));
+		else if (x.headers_too_large)
+			rc = err_set(err, ML_ENET, "response headers from %s too large", origin);
+		else if (cc == CURLE_ABORTED_BY_CALLBACK && http_interrupted)
+			rc = err_set(err, ML_EINTR, "interrupted");
+		else if (cc == CURLE_ABORTED_BY_CALLBACK && x.stalled)
+			rc = err_set(err, ML_ENET, "%s stopped sending its answer (nothing for %ld s)",
+			    origin, x.stall);
+		else
+			rc = http_curl_error(cc, origin, errbuf, err);
+		goto out;
+	}
+	if (curl_easy_getinfo(x.curl, CURLINFO_RESPONSE_CODE, &resp->status) != CURLE_OK) {
+		rc = err_set(err, ML_EFAIL, "no status from %s", origin);
+		goto out;
+	}
+	/* Streamed iff a reader was given and the status is 2xx (see http.h). */
+	if (!(req->on_chunk != NULL && resp->status >= 200 && resp->status < 300) &&
+	    resp->body == NULL) {
+		if (http_body_reserve(&x, 0) != 0) {
+			rc = err_set(err, ML_EFAIL, "out of memory");
+			goto out;
+		}
+	}
+	rc = ML_OK;
+out:
+	if (x.curl != NULL)
+		curl_easy_cleanup(x.curl);
+	for (struct curl_slist *t = headers; t != NULL; t = t->next)
+		secret_wipe(t->data, strlen(t->data));
+	curl_slist_free_all(headers);
+	http_trace_free(&x.out);
+	http_trace_free(&x.in);
+	return rc;
+}

@@ -1,0 +1,246 @@
+/*
+ * token.c: when to refresh, and making sure only one process does.
+ *
+ * The fast path is a store read and a comparison.  When the token is close to
+ * expiry, the profile's lock is taken and the record read again: a hundred
+ * tools asking at once cause one refresh, which also keeps a provider that
+ * revokes reused refresh tokens (Keycloak's "Revoke Refresh Token",
+ * oidc-provider's rotation) from logging the user out.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "mlauth/jwt.h"
+#include "mlauth/lock.h"
+#include "mlauth/secret.h"
+#include "mlauth/token.h"
+#include "mlauth/util.h"
+
+void
+token_http_opts(const struct config *cfg, int verbose, struct http_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->timeout = cfg->timeout;
+	o->ca_file = cfg->ca_file;
+	o->verbose = verbose;
+}
+
+int64_t
+token_effective_min_valid(const struct record *r, long min_valid)
+{
+	int64_t lifetime = r->expires_at - r->obtained_at;
+
+	if (r->obtained_at > 0 && lifetime > 0 && min_valid > lifetime / 2)
+		return lifetime / 2;
+	return min_valid;
+}
+
+bool
+token_is_fresh(const struct record *r, long min_valid, int64_t now)
+{
+	return r->expires_at - now > token_effective_min_valid(r, min_valid);
+}
+
+int
+token_load(const struct config *cfg, struct store *st, struct record *r,
+    struct ml_err *err)
+{
+	char *json = NULL;
+	int rc;
+
+	memset(r, 0, sizeof *r);
+	if ((rc = store_load(st, cfg->profile, &json, err)) != ML_OK)
+		return rc;
+	if (json == NULL)
+		return err_set(err, ML_ELOGIN, "not logged in (profile %s): run mlauth login",
+		    cfg->profile);
+	rc = record_from_json(json, strlen(json), r, err);
+	secret_free(json);
+	if (rc != ML_OK) {
+		err_prefix(err, "%s", store_describe(st));
+		return err_set(err, rc, "%s; run mlauth login to replace it", err->msg);
+	}
+	if (strcmp(r->issuer, cfg->issuer) != 0 || strcmp(r->client_id, cfg->client_id) != 0)
+		return err_set(err, ML_ELOGIN, "the stored session of profile %s is for %s "
+		    "(client %s), not %s: run mlauth login", cfg->profile, r->issuer,
+		    r->client_id, cfg->issuer);
+	return ML_OK;
+}
+
+int
+token_store_answer(const struct config *cfg, struct store *st,
+    const struct oidc_tokens *t, const struct record *prev, struct record *out,
+    struct ml_err *err)
+{
+	struct jwt_claims claims;
+	int64_t now = util_now();
+	char *json = NULL;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	/* The service's tokens are JWTs; anything else is a broken or foreign provider. */
+	if ((rc = jwt_claims_parse(t->access_token, &claims, err)) != ML_OK) {
+		jwt_claims_free(&claims);
+		return err_set(err, ML_EFAIL, "the provider's access token is unusable (%s)",
+		    err->msg);
+	}
+	if (t->expires_in > 0)
+		out->expires_at = now + t->expires_in;
+	else if (claims.exp > 0 && claims.iat > 0 && claims.exp > claims.iat)
+		out->expires_at = now + (claims.exp - claims.iat);	/* skew-proof */
+	else if (claims.exp > now)
+		out->expires_at = claims.exp;
+	jwt_claims_free(&claims);
+	if (out->expires_at == 0)
+		return err_set(err, ML_EFAIL, "the provider's token answer says nothing about "
+		    "when the token expires");
+
+	out->obtained_at = now;
+	out->refresh_expires_at = t->refresh_expires_in > 0 ? now + t->refresh_expires_in : 0;
+	out->issuer = strdup(cfg->issuer);
+	out->client_id = strdup(cfg->client_id);
+	out->access_token = secret_dup(t->access_token);
+	out->token_type = strdup(t->token_type != NULL ? t->token_type : "Bearer");
+	if (t->refresh_token != NULL) {
+		out->refresh_token = secret_dup(t->refresh_token);
+	} else if (prev != NULL && prev->refresh_token != NULL) {
+		/* No rotation: the old refresh token and its expiry still hold. */
+		out->refresh_token = secret_dup(prev->refresh_token);
+		out->refresh_expires_at = prev->refresh_expires_at;
+	}
+	if (t->id_token != NULL)
+		out->id_token = secret_dup(t->id_token);
+	else if (prev != NULL && prev->id_token != NULL)
+		out->id_token = secret_dup(prev->id_token);
+	if (t->scope != NULL)
+		out->scope = strdup(t->scope);
+	else if (prev != NULL && prev->scope != NULL)
+		out->scope = strdup(prev->scope);
+	if (out->issuer == NULL || out->client_id == NULL || out->access_token == NULL ||
+	    out->token_type == NULL ||
+	    (out->refresh_token == NULL && (t->refresh_token != NULL ||
+	    (prev != NULL && prev->refresh_token != NULL))))
+		return err_set(err, ML_EFAIL, "out of memory");
+
+	if ((rc = record_to_json(out, &json, err)) != ML_OK)
+		return rc;
+	rc = store_save(st, cfg->profile, cfg->issuer, cfg->client_id, json, err);
+	secret_free(json);
+	return rc;
+}
+
+/* Refresh r (the record read under the lock) and store the answer in res. */
+static int
+refresh(const struct config *cfg, int verbose, struct store *st, struct record *r,
+    struct token_result *res, struct ml_err *err)
+{
+	struct oidc_provider p;
+	struct oidc_tokens t;
+	struct http_opts ho;
+	int rc;
+
+	memset(&p, 0, sizeof p);
+	memset(&t, 0, sizeof t);
+	token_http_opts(cfg, verbose, &ho);
+	if ((rc = http_global_init(err)) != ML_OK)
+		return rc;
+	if ((rc = oidc_discover(&ho, cfg->issuer, &p, err)) != ML_OK)
+		goto out;
+	if ((rc = oidc_refresh(&ho, &p, cfg->client_id, r->refresh_token, &t, err)) != ML_OK)
+		goto out;
+	rc = token_store_answer(cfg, st, &t, r, &res->rec, err);
+	if (rc == ML_OK)
+		res->refreshed = true;
+out:
+	oidc_tokens_free(&t);
+	oidc_provider_free(&p);
+	return rc;
+}
+
+/* Fresh enough, and not the token the API just refused. */
+static bool
+usable(const struct record *r, const struct token_opts *o, int64_t now)
+{
+	if (o->rejected != NULL && strcmp(o->rejected, r->access_token) == 0)
+		return false;
+	return token_is_fresh(r, o->min_valid, now);
+}
+
+int
+token_get_fresh(const struct config *cfg, int verbose, struct store *st,
+    const struct token_opts *o, struct token_result *res, struct ml_err *err)
+{
+	struct record r;
+	int64_t now = util_now();
+	int lockfd = -1, rc;
+	char when[64];
+
+	memset(res, 0, sizeof *res);
+	memset(&r, 0, sizeof r);
+	if ((rc = token_load(cfg, st, &r, err)) != ML_OK)
+		goto out;
+	if (usable(&r, o, now))
+		goto serve;
+	if (o->no_refresh) {
+		int64_t left = r.expires_at - now;
+
+		util_format_duration(left > 0 ? left : -left, when, sizeof when);
+		if (left > 0)
+			rc = err_set(err, ML_ELOGIN, "the token expires in %s, sooner than "
+			    "wanted, and --no-refresh forbids a refresh", when);
+		else
+			rc = err_set(err, ML_ELOGIN, "the token expired %s ago and --no-refresh "
+			    "forbids a refresh", when);
+		goto out;
+	}
+
+	if ((rc = lock_acquire(cfg->profile, &lockfd, err)) != ML_OK)
+		goto out;
+	/* Whoever held the lock before us may have refreshed already. */
+	record_free(&r);
+	if ((rc = token_load(cfg, st, &r, err)) != ML_OK)
+		goto out;
+	now = util_now();
+	if (usable(&r, o, now))
+		goto serve;
+	if (r.refresh_token == NULL) {
+		rc = err_set(err, ML_ELOGIN, "the session has no refresh token and its access "
+		    "token is %s: run mlauth login", r.expires_at > now ? "about to expire" :
+		    "expired");
+		goto out;
+	}
+	if (r.refresh_expires_at != 0 && r.refresh_expires_at <= now) {
+		util_format_time(r.refresh_expires_at, when, sizeof when);
+		rc = err_set(err, ML_ELOGIN, "the session expired at %s: run mlauth login", when);
+		goto out;
+	}
+	rc = refresh(cfg, verbose, st, &r, res, err);
+	if (rc == ML_ENET && r.expires_at > util_now()) {
+		/* Better a token that still works for a while than no token at all. */
+		util_format_duration(r.expires_at - util_now(), when, sizeof when);
+		(void)snprintf(res->warning, sizeof res->warning,
+		    "could not refresh (%s); using the current token, valid for %s", err->msg, when);
+		err_clear(err);
+		record_free(&res->rec);
+		goto serve;
+	}
+	goto out;
+serve:
+	res->rec = r;
+	memset(&r, 0, sizeof r);
+	rc = ML_OK;
+out:
+	if (lockfd >= 0)
+		lock_release(lockfd);
+	record_free(&r);
+	return rc;
+}
+
+void
+token_result_free(struct token_result *res)
+{
+	if (res == NULL)
+		return;
+	record_free(&res->rec);
+	memset(res, 0, sizeof *res);
+}

@@ -1,0 +1,286 @@
+/* test_lock.c: the single-flight lock, across file descriptors and processes. */
+#define _DEFAULT_SOURCE	/* mkdtemp */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "unit.h"
+
+#include "mlauth/err.h"
+#include "mlauth/lock.h"
+
+struct fx {
+	char root[64];
+	char run[128];		/* $XDG_RUNTIME_DIR */
+	char state[128];	/* $XDG_STATE_HOME */
+};
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof *f);
+
+	if (f == NULL)
+		return -1;
+	(void)snprintf(f->root, sizeof f->root, "/tmp/mlauth-lock-XXXXXX");
+	if (mkdtemp(f->root) == NULL)
+		return -1;
+	(void)snprintf(f->run, sizeof f->run, "%s/run", f->root);
+	(void)snprintf(f->state, sizeof f->state, "%s/state", f->root);
+	if (mkdir(f->run, 0700) != 0)
+		return -1;
+	if (setenv("XDG_RUNTIME_DIR", f->run, 1) != 0 ||
+	    setenv("XDG_STATE_HOME", f->state, 1) != 0 || setenv("HOME", f->root, 1) != 0)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+	char cmd[256];
+
+	(void)snprintf(cmd, sizeof cmd, "rm -rf %s", f->root);
+	if (system(cmd) != 0)
+		return -1;
+	free(f);
+	return 0;
+}
+
+static long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+test_dir_and_file_modes(void **state)
+{
+	struct fx *f = *state;
+	struct ml_err err;
+	char path[256];
+	struct stat st;
+	int fd = -1;
+
+	umask(0);	/* the modes must come from the module */
+	assert_int_equal(lock_acquire("t", &fd, &err), ML_OK);
+	umask(022);
+	assert_true(fd >= 0);
+	(void)snprintf(path, sizeof path, "%s/mlauth", f->run);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0700);
+	(void)snprintf(path, sizeof path, "%s/mlauth/t.lock", f->run);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0600);
+	/* Close-on-exec: a command run by `mlauth exec` must not inherit the lock. */
+	assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	lock_release(fd);
+	/* The lock file stays: removing it would let two holders lock two inodes. */
+	assert_int_equal(access(path, F_OK), 0);
+}
+
+static void
+test_second_fd_waits_until_release(void **state)
+{
+	struct ml_err err;
+	int a = -1, b = -1, c = -1;
+	long t0;
+
+	assert_int_equal(lock_acquire("t", &a, &err), ML_OK);
+	/* flock conflicts between two opens even in one process. */
+	t0 = now_ms();
+	err_clear(&err);
+	assert_int_equal(lock_acquire_timeout("t", 200, &b, &err), ML_EFAIL);
+	assert_true(now_ms() - t0 >= 190);
+	assert_int_equal(b, -1);
+	assert_non_null(strstr(err.msg, "another mlauth holds the lock"));
+	/* Other profiles are independent. */
+	assert_int_equal(lock_acquire_timeout("u", 0, &c, &err), ML_OK);
+	lock_release(c);
+	lock_release(a);
+	assert_int_equal(lock_acquire_timeout("t", 0, &b, &err), ML_OK);
+	lock_release(b);
+}
+
+/* A child holds the lock for hold_ms, then exits (which releases it). */
+static pid_t
+child_holding(long hold_ms, int ready_fd)
+{
+	struct ml_err err;
+	struct timespec ts = { hold_ms / 1000, (hold_ms % 1000) * 1000000 };
+	pid_t pid = fork();
+	int fd = -1;
+
+	assert_true(pid >= 0);
+	if (pid > 0)
+		return pid;
+	if (lock_acquire("t", &fd, &err) != ML_OK)
+		_exit(2);
+	if (write(ready_fd, "x", 1) != 1)
+		_exit(3);
+	nanosleep(&ts, NULL);
+	_exit(0);
+}
+
+static void
+test_other_process_blocks_then_hands_over(void **state)
+{
+	struct ml_err err;
+	int p[2], fd = -1, status;
+	char c;
+	long t0, waited;
+	pid_t pid;
+
+	assert_int_equal(pipe(p), 0);
+	pid = child_holding(600, p[1]);
+	assert_int_equal(read(p[0], &c, 1), 1);	/* the child holds it now */
+
+	/* Try-once fails while it is held. */
+	assert_int_equal(lock_acquire_timeout("t", 0, &fd, &err), ML_EFAIL);
+	assert_int_equal(fd, -1);
+	/* A patient caller gets it as soon as the holder lets go. */
+	t0 = now_ms();
+	assert_int_equal(lock_acquire_timeout("t", 5000, &fd, &err), ML_OK);
+	waited = now_ms() - t0;
+	assert_true(fd >= 0);
+	assert_true(waited >= 300);
+	assert_true(waited < 3000);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	lock_release(fd);
+	close(p[0]);
+	close(p[1]);
+}
+
+/* Release must free the lock even while a forked child still shares the descriptor. */
+static void
+test_release_despite_inherited_fd(void **state)
+{
+	struct ml_err err;
+	int fd = -1, again = -1, status;
+	pid_t pid;
+
+	assert_int_equal(lock_acquire("t", &fd, &err), ML_OK);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct timespec ts = { 2, 0 };
+
+		nanosleep(&ts, NULL);	/* holds its copy of fd meanwhile */
+		_exit(0);
+	}
+	lock_release(fd);
+	assert_int_equal(lock_acquire_timeout("t", 0, &again, &err), ML_OK);
+	lock_release(again);
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+}
+
+static void
+on_usr1(int sig)
+{
+	(void)sig;
+}
+
+static void
+test_signal_interrupts_wait(void **state)
+{
+	struct sigaction sa;
+	struct ml_err err;
+	int held = -1, fd = -1, status;
+	pid_t pid;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_usr1;	/* no SA_RESTART, like a Ctrl-C handler */
+	assert_int_equal(sigaction(SIGUSR1, &sa, NULL), 0);
+	assert_int_equal(lock_acquire("t", &held, &err), ML_OK);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct timespec ts = { 0, 200 * 1000000 };
+
+		nanosleep(&ts, NULL);
+		kill(getppid(), SIGUSR1);
+		_exit(0);
+	}
+	err_clear(&err);
+	assert_int_equal(lock_acquire_timeout("t", 5000, &fd, &err), ML_EINTR);
+	assert_int_equal(fd, -1);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	lock_release(held);
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGUSR1, &sa, NULL);
+}
+
+static void
+test_falls_back_to_state_dir(void **state)
+{
+	struct fx *f = *state;
+	struct ml_err err;
+	char path[256];
+	struct stat st;
+	int fd = -1;
+
+	(void)snprintf(path, sizeof path, "%s/mlauth/t.lock", f->state);
+	assert_int_equal(unsetenv("XDG_RUNTIME_DIR"), 0);
+	assert_int_equal(lock_acquire_timeout("t", 0, &fd, &err), ML_OK);
+	lock_release(fd);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(unlink(path), 0);
+
+	/* Set but not there: the same fallback. */
+	assert_int_equal(setenv("XDG_RUNTIME_DIR", "/nonexistent/run", 1), 0);
+	assert_int_equal(lock_acquire_timeout("t", 0, &fd, &err), ML_OK);
+	lock_release(fd);
+	assert_int_equal(lstat(path, &st), 0);
+}
+
+static void
+test_refuses_bad_dir_and_names(void **state)
+{
+	struct fx *f = *state;
+	struct ml_err err;
+	char dir[256];
+	int fd = -1;
+
+	(void)snprintf(dir, sizeof dir, "%s/mlauth", f->run);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	err_clear(&err);
+	assert_int_equal(lock_acquire_timeout("t", 0, &fd, &err), ML_ESTORE);
+	assert_int_equal(fd, -1);
+	assert_non_null(strstr(err.msg, "chmod 700"));
+	assert_int_equal(lock_acquire_timeout("../t", 0, &fd, &err), ML_EUSAGE);
+	assert_int_equal(fd, -1);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_dir_and_file_modes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_second_fd_waits_until_release, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_other_process_blocks_then_hands_over, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_release_despite_inherited_fd, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_signal_interrupts_wait, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_falls_back_to_state_dir, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refuses_bad_dir_and_names, setup, teardown),
+	};
+
+	return cmocka_run_group_tests_name("lock", tests, NULL, NULL);
+}
