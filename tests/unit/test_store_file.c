@@ -13,6 +13,7 @@
 
 #include "unit.h"
 
+#include "mlauth/config.h"
 #include "mlauth/err.h"
 #include "mlauth/record.h"
 #include "mlauth/secret.h"
@@ -417,6 +418,54 @@ test_failed_save_leaves_nothing(void **state)
 	secret_free(json);
 }
 
+/* store.c's choice without a session bus: auto falls back, secret-service refuses. */
+static void
+test_store_open_without_bus(void **state)
+{
+	struct fx *f = *state;
+	struct config cfg;
+	struct store st;
+	struct ml_err err;
+	char want[256], *json = NULL;
+	bool found = false;
+
+	memset(&cfg, 0, sizeof cfg);
+	cfg.profile = (char *)"t";
+	assert_int_equal(unsetenv("DBUS_SESSION_BUS_ADDRESS"), 0);
+	assert_int_equal(unsetenv("XDG_RUNTIME_DIR"), 0);
+
+	cfg.store = CONFIG_STORE_SECRET;
+	err_clear(&err);
+	assert_int_equal(store_open(&cfg, &st, &err), ML_ESTORE);
+	assert_non_null(strstr(err.msg, "no session bus"));
+	store_close(&st);
+
+	cfg.store = CONFIG_STORE_AUTO;
+	err_clear(&err);
+	assert_int_equal(store_open(&cfg, &st, &err), ML_OK);
+	assert_int_equal(st.backend, STORE_FILE);
+	assert_true(st.fell_back);
+	assert_string_equal(st.reason, "no session bus (DBUS_SESSION_BUS_ADDRESS is not set)");
+	(void)snprintf(want, sizeof want, "file %s", f->path);
+	assert_string_equal(store_describe(&st), want);
+	assert_int_equal(store_save(&st, "t", "https://i", "c", RECORD, &err), ML_OK);
+	assert_int_equal(store_load(&st, "t", &json, &err), ML_OK);
+	assert_string_equal(json, RECORD);
+	secret_free(json);
+	assert_int_equal(store_delete(&st, "t", &found, &err), ML_OK);
+	assert_true(found);
+	assert_int_equal(store_load(&st, "t", &json, &err), ML_OK);
+	assert_null(json);
+	store_close(&st);
+
+	cfg.store = CONFIG_STORE_FILE;
+	assert_int_equal(store_open(&cfg, &st, &err), ML_OK);
+	assert_int_equal(st.backend, STORE_FILE);
+	assert_false(st.fell_back);
+	assert_string_equal(st.path, f->path);
+	store_close(&st);
+}
+
 int
 main(void)
 {
@@ -434,6 +483,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_state_dir_checks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_save_leaves_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_open_without_bus, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("store_file", tests, NULL, NULL);

@@ -1,0 +1,345 @@
+// login, token, status, logout against the real provider and a private keyring.
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { run, spawnMlauth, startAPI, startKeyring, startOP, stopAll, tmpEnv } from './rig.js';
+
+after(stopAll);
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+/** A provider, a private home and (unless keyring: false) a private Secret Service. */
+async function setup({ keyring = true, op: opOptions = {} } = {}) {
+  const op = await startOP({ accessTtl: 3600, interval: 1, ...opOptions });
+  const home = tmpEnv();
+  const kr = keyring ? await startKeyring(home.env) : null;
+  const env = { ...home.env, ...(kr ? kr.env : {}), MLAUTH_ISSUER: op.issuer };
+  return { op, kr, env, home };
+}
+
+/** mlauth login, approved (or denied) through the provider's test route as a person would. */
+async function login(env, op, { deny = false, args = [] } = {}) {
+  const h = spawnMlauth(['login', '--no-browser', ...args], { env });
+  const m = await h.waitFor(/shows the code (\S+)/, { stream: 'stderr' });
+  await (deny ? op.deny(m[1]) : op.approve(m[1]));
+  return h.done;
+}
+
+/** The stored record, read the way any other tool would: secret-tool. */
+function secretTool(env, args) {
+  return new Promise((resolve, reject) => {
+    const p = spawn('secret-tool', args, {
+      env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    p.stdout.on('data', (d) => { out += d; });
+    p.on('error', reject);
+    p.on('close', (code) => resolve({ code, out }));
+  });
+}
+
+async function storedRecord(env) {
+  const r = await secretTool(env, ['lookup', 'profile', 'default']);
+  return r.code === 0 && r.out ? JSON.parse(r.out) : null;
+}
+
+test('login stores the session in the keyring and token prints a JWT the API accepts', async () => {
+  const { op, env } = await setup();
+  const api = await startAPI({ issuer: op.issuer });
+  const r = await login(env, op);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^Logged in as Alice Example \(alice@example\.test\) to http:\/\/127\.0\.0\.1:\d+\/realms\/test; token valid until \d\d:\d\d, session without a fixed end\n$/);
+  assert.match(r.stderr, /open this link in a browser/);
+
+  const t = await run(['token'], { env });
+  assert.equal(t.code, 0, t.stderr);
+  assert.match(t.stdout, /\n$/);
+  const token = t.stdout.trimEnd();
+  assert.match(token, JWT);
+  assert.equal(t.stderr, '');
+
+  const rec = await storedRecord(env);
+  assert.ok(rec, 'secret-tool lookup profile default finds the session');
+  assert.equal(rec.access_token, token);
+  assert.equal(rec.issuer, op.issuer);
+  assert.equal(rec.client_id, 'MLAAS-CLI-API');
+  assert.ok(rec.refresh_token);
+
+  const res = await fetch(`${api.base}/v1/messages`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'm', max_tokens: 8, messages: [{ role: 'user', content: 'hi' }] }),
+  });
+  assert.equal(res.status, 200);
+  // Nothing on the way left a token in a file of the private home's state dir.
+  assert.deepEqual(readdirSync(env.XDG_STATE_HOME).filter((f) => f !== 'mlauth'), []);
+});
+
+test('token --header and --json print exactly one line each', async () => {
+  const { op, env } = await setup();
+  assert.equal((await login(env, op)).code, 0);
+  const plain = (await run(['token'], { env })).stdout.trimEnd();
+  const h = await run(['token', '--header'], { env });
+  assert.equal(h.stdout, `Authorization: Bearer ${plain}\n`);
+  const j = await run(['token', '--json'], { env });
+  const o = JSON.parse(j.stdout);
+  assert.equal(o.access_token, plain);
+  assert.equal(o.token_type, 'Bearer');
+  assert.ok(o.expires_in > 3500 && o.expires_in <= 3600, String(o.expires_in));
+  assert.ok(Math.abs(o.expires_at - (Date.now() / 1000 + o.expires_in)) < 5);
+  assert.equal(j.stdout.split('\n').length, 2);
+});
+
+test('status before and after login, without secrets', async () => {
+  const { op, env } = await setup();
+  let s = await run(['status'], { env });
+  assert.equal(s.code, 3);
+  assert.match(s.stderr, /not logged in \(profile default\): run mlauth login/);
+  assert.equal((await login(env, op)).code, 0);
+  s = await run(['status'], { env });
+  assert.equal(s.code, 0, s.stderr);
+  assert.match(s.stdout, /^User: +alice \(alice@example\.test\)$/m);
+  assert.match(s.stdout, /^Issuer: +http:\/\/127\.0\.0\.1/m);
+  assert.match(s.stdout, /^Access token: valid until \d{4}-\d\d-\d\d \d\d:\d\d \(in (1h 0m|59m \d+s)\)$/m);
+  assert.match(s.stdout, /^Store: +secret-service$/m);
+  assert.match(s.stdout, /^Refresh: +not needed yet$/m);
+  const rec = await storedRecord(env);
+  for (const secret of [rec.access_token, rec.refresh_token, rec.id_token].filter(Boolean))
+    assert.ok(!s.stdout.includes(secret) && !s.stderr.includes(secret));
+  const j = JSON.parse((await run(['status', '--json'], { env })).stdout);
+  assert.equal(j.user, 'alice');
+  assert.equal(j.logged_in, true);
+  assert.equal(j.would_refresh, false);
+  assert.ok(!JSON.stringify(j).includes(rec.access_token));
+});
+
+test('a stale token is refreshed once and the rotated refresh token kept', async () => {
+  const { op, env } = await setup({ op: { accessTtl: 4 } });
+  assert.equal((await login(env, op)).code, 0);
+  const first = (await run(['token'], { env })).stdout;
+  const before = await storedRecord(env);
+  await op.resetCounters();
+  await sleep(2300); // min_valid is capped at half the 4 s lifetime
+  const t = await run(['token'], { env });
+  assert.equal(t.code, 0, t.stderr);
+  assert.notEqual(t.stdout, first);
+  assert.equal((await op.counters()).refresh, 1);
+  const afterRec = await storedRecord(env);
+  assert.equal(afterRec.access_token, t.stdout.trimEnd());
+  assert.notEqual(afterRec.refresh_token, before.refresh_token);
+  // The kept (rotated) refresh token works: had the used one been kept, the provider's
+  // reuse detection would have revoked the session here.
+  await sleep(2300);
+  const again = await run(['token'], { env });
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal((await op.counters()).refresh, 2);
+  assert.equal((await op.counters()).refresh_errors, 0);
+});
+
+test('50 concurrent token calls on a stale token cause exactly one refresh', async () => {
+  const { op, env } = await setup({ op: { accessTtl: 4 } });
+  assert.equal((await login(env, op)).code, 0);
+  await sleep(2300);
+  await op.resetCounters();
+  await op.set({ tokenDelayMs: 300 }); // widen the window in which callers overlap
+  const results = await Promise.all(Array.from({ length: 50 }, () => run(['token'], { env, timeoutMs: 60_000 })));
+  for (const r of results) assert.equal(r.code, 0, r.stderr);
+  const tokens = new Set(results.map((r) => r.stdout));
+  assert.equal(tokens.size, 1, 'every caller prints the same token');
+  assert.match([...tokens][0].trimEnd(), JWT);
+  const c = await op.counters();
+  assert.equal(c.refresh, 1);
+  assert.equal(c.refresh_errors, 0);
+});
+
+test('--no-refresh on a stale token exits 3 without a request', async () => {
+  const { op, env } = await setup({ op: { accessTtl: 4 } });
+  assert.equal((await login(env, op)).code, 0);
+  await sleep(2300);
+  await op.resetCounters();
+  const r = await run(['token', '--no-refresh'], { env });
+  assert.equal(r.code, 3);
+  assert.equal(r.stdout, '');
+  assert.match(r.stderr, /--no-refresh forbids a refresh/);
+  assert.equal((await op.counters()).token, 0);
+});
+
+test('a revoked refresh token exits 3 with "run mlauth login"', async () => {
+  const { op, env } = await setup({ op: { accessTtl: 4 } });
+  assert.equal((await login(env, op)).code, 0);
+  await op.revokeAll();
+  await sleep(2300);
+  const r = await run(['token'], { env });
+  assert.equal(r.code, 3);
+  assert.equal(r.stdout, '');
+  assert.match(r.stderr, /session expired or revoked: run mlauth login/);
+});
+
+test('logout revokes at the provider and deletes the stored session', async () => {
+  const { op, env } = await setup();
+  assert.equal((await login(env, op)).code, 0);
+  assert.equal((await op.state()).active_refresh_tokens, 1);
+  const r = await run(['logout'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /revoked at the provider and deleted here/);
+  assert.equal((await op.counters()).revocation, 1);
+  assert.equal((await op.state()).active_refresh_tokens, 0);
+  assert.equal(await storedRecord(env), null);
+  assert.equal((await run(['status'], { env })).code, 3);
+  const again = await run(['logout'], { env });
+  assert.equal(again.code, 0);
+  assert.match(again.stderr, /Not logged in/);
+});
+
+test('logout --local does not contact the provider', async () => {
+  const { op, env } = await setup();
+  assert.equal((await login(env, op)).code, 0);
+  const r = await run(['logout', '--local'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((await op.counters()).revocation, 0);
+  assert.equal(await storedRecord(env), null);
+});
+
+test('logout with the provider down still deletes locally and says so', async () => {
+  const { op, env } = await setup();
+  assert.equal((await login(env, op)).code, 0);
+  await op.stop();
+  const r = await run(['logout'], { env });
+  assert.equal(r.code, 0);
+  assert.match(r.stderr, /could not revoke the session at the provider .*deleting it here anyway/);
+  assert.equal(await storedRecord(env), null);
+});
+
+test('a denied login exits 1 with a clear message and stores nothing', async () => {
+  const { op, env } = await setup();
+  const r = await login(env, op, { deny: true });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /login denied/);
+  assert.equal(await storedRecord(env), null);
+});
+
+test('slow_down makes login poll five seconds slower', async () => {
+  const { op, env } = await setup();
+  await op.set({ slowDown: 1 });
+  const h = spawnMlauth(['-v', 'login', '--no-browser'], { env });
+  const m = await h.waitFor(/shows the code (\S+)/, { stream: 'stderr' });
+  await op.approve(m[1]);
+  const started = Date.now();
+  const r = await h.done;
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /slow down: polling every 6s/);
+  // First poll after 1 s answers slow_down; the next waits 6 s.
+  assert.ok(Date.now() - started >= 6000, 'the poll after slow_down waited the longer interval');
+  assert.equal((await op.counters()).device_token, 2);
+});
+
+test('a device code that expires unapproved ends the login with exit 1', async () => {
+  const { env } = await setup({ op: { deviceTtl: 2 } });
+  const r = await run(['login', '--no-browser'], { env, timeoutMs: 20_000 });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /code expired before it was approved: run mlauth login again/);
+});
+
+test('Ctrl-C during login stops cleanly with exit 130', async () => {
+  const { env } = await setup();
+  const h = spawnMlauth(['login', '--no-browser'], { env });
+  await h.waitFor(/Waiting for approval/, { stream: 'stderr' });
+  h.kill('SIGINT');
+  const r = await h.done;
+  assert.equal(r.code, 130);
+  assert.match(r.stderr, /interrupted/);
+});
+
+test('without a session bus the session goes to a 0600 file, with one warning, promptly', async () => {
+  const { op, env } = await setup({ keyring: false });
+  const started = Date.now();
+  const r = await login(env, op);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr.match(/warning:/g).length, 1);
+  assert.match(r.stderr, /warning: .*session will be kept in file/);
+  const dir = join(env.XDG_STATE_HOME, 'mlauth');
+  const file = join(dir, 'default.json');
+  assert.equal(statSync(file).mode & 0o777, 0o600);
+  assert.equal(statSync(dir).mode & 0o777, 0o700);
+  const t = await run(['token'], { env });
+  assert.equal(t.code, 0, t.stderr);
+  assert.match(t.stdout.trimEnd(), JWT);
+  assert.ok(Date.now() - started < 15_000, 'no wait for a keyring that is not there');
+  const s = await run(['status'], { env });
+  assert.match(s.stdout, /^Store: +file .*default\.json$/m);
+});
+
+test('a group-readable fallback file is refused', async () => {
+  const { op, env } = await setup({ keyring: false });
+  assert.equal((await login(env, op)).code, 0);
+  const file = join(env.XDG_STATE_HOME, 'mlauth', 'default.json');
+  chmodSync(file, 0o640);
+  const r = await run(['token'], { env });
+  assert.equal(r.code, 6);
+  assert.equal(r.stdout, '');
+  assert.match(r.stderr, /chmod 600/);
+  assert.ok(existsSync(file), 'the file is left for the user to fix, not deleted');
+});
+
+test('store=secret-service without a keyring is an error, not a fallback', async () => {
+  const { env } = await setup({ keyring: false });
+  const r = await run(['-o', 'store=secret-service', 'token'], { env });
+  assert.equal(r.code, 6);
+  assert.match(r.stderr, /Secret Service|session bus/);
+});
+
+test('provider down: a valid token is printed with a warning; an expired one exits 4', async () => {
+  const { op, env } = await setup({ op: { accessTtl: 6 } });
+  assert.equal((await login(env, op)).code, 0);
+  const tok = (await run(['token'], { env })).stdout;
+  await op.stop();
+  // Wanting 5 s of a 6 s token (capped to 3 s) forces a refresh attempt once 3 s passed.
+  await sleep(3300);
+  let r = await run(['token'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, tok);
+  assert.match(r.stderr, /warning: could not refresh .*using the current token/);
+  await sleep(3000);
+  r = await run(['token'], { env });
+  assert.equal(r.code, 4);
+  assert.equal(r.stdout, '');
+});
+
+test('discovery naming another issuer is refused', async () => {
+  const { op, env } = await setup();
+  await op.set({ discoveryIssuer: 'http://127.0.0.1:1/realms/other' });
+  const r = await run(['login', '--no-browser'], { env });
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /names issuer http:\/\/127\.0\.0\.1:1\/realms\/other/);
+  assert.equal((await op.counters()).device_authorization, 0);
+});
+
+test('an http:// issuer on a non-loopback host is refused before any request', async () => {
+  const { env } = await setup();
+  const r = await run(['login', '--no-browser'], { env: { ...env, MLAUTH_ISSUER: 'http://kc.example.test/realms/x' } });
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /invalid issuer .*expected an https:\/\/ URL/);
+});
+
+test('login again with a valid session needs --force', async () => {
+  const { op, env } = await setup();
+  assert.equal((await login(env, op)).code, 0);
+  const first = await storedRecord(env);
+  const r = await run(['login', '--no-browser'], { env });
+  assert.equal(r.code, 0);
+  assert.match(r.stderr, /Already logged in/);
+  const f = await login(env, op, { args: ['--force'] });
+  assert.equal(f.code, 0, f.stderr);
+  assert.notEqual((await storedRecord(env)).access_token, first.access_token);
+});
+
+test('invalid_scope on offline_access falls back to openid with a note', async () => {
+  const { op, env } = await setup();
+  await op.set({ scopeRejectOffline: true });
+  const r = await login(env, op);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /refused scope 'openid offline_access'; logging in with 'openid'/);
+});
