@@ -2,8 +2,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "mlauth/cmd.h"
+#include "mlauth/http.h"
 #include "mlauth/util.h"
 
 static void
@@ -157,4 +159,15 @@ cmd_getopt(struct cmd_ctx *ctx, int argc, char **argv, int *status)
 		return CMD_OPT_DONE;
 	}
 	return c;
+}
+
+int
+cmd_sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	/* Other signals (SIGCHLD, SIGWINCH) only shorten the nap; Ctrl-C ends it. */
+	while (!http_interrupted && nanosleep(&ts, &ts) != 0)
+		;
+	return http_interrupted ? ML_EINTR : ML_OK;
 }

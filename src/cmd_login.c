@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "mlauth/cmd.h"
@@ -51,18 +50,6 @@ have_display(void)
 	return (d != NULL && *d != '\0') || (w != NULL && *w != '\0');
 }
 
-/* Sleep secs, waking early on Ctrl-C. */
-static int
-nap(long secs)
-{
-	struct timespec ts = { secs, 0 };
-
-	while (nanosleep(&ts, &ts) != 0)
-		if (http_interrupted)
-			break;
-	return http_interrupted ? ML_EINTR : ML_OK;
-}
-
 static int
 poll_until_done(struct cmd_ctx *ctx, const struct http_opts *ho,
     const struct oidc_provider *p, const struct oidc_device *d, struct oidc_tokens *t,
@@ -73,7 +60,7 @@ poll_until_done(struct cmd_ctx *ctx, const struct http_opts *ho,
 	int rc;
 
 	for (;;) {
-		if ((rc = nap(interval)) != ML_OK)
+		if ((rc = cmd_sleep_ms(interval * 1000)) != ML_OK)
 			return err_set(err, rc, "login interrupted");
 		if (util_now() > deadline)
 			return err_set(err, ML_EFAIL, "the code expired before it was approved: "

@@ -23,6 +23,7 @@ static const struct cmd_entry *const commands[] = {
 	&cmd_token_entry,
 	&cmd_status_entry,
 	&cmd_logout_entry,
+	&cmd_send_entry,
 	&cmd_config_entry,
 	NULL
 };

@@ -31,6 +31,7 @@ struct cmd_entry {
 extern const struct cmd_entry cmd_config_entry;
 extern const struct cmd_entry cmd_login_entry;
 extern const struct cmd_entry cmd_logout_entry;
+extern const struct cmd_entry cmd_send_entry;
 extern const struct cmd_entry cmd_status_entry;
 extern const struct cmd_entry cmd_token_entry;
 
@@ -56,6 +57,8 @@ void cmd_warn(const struct cmd_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void cmd_info(const struct cmd_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Sleep ms milliseconds; ML_EINTR as soon as Ctrl-C (or SIGTERM) arrives. */
+int cmd_sleep_ms(long ms);
 /* Report a module's error and return its code (the exit status). */
 int cmd_fail(const struct cmd_ctx *ctx, const struct ml_err *err);
 

@@ -77,10 +77,14 @@ function track(child) {
 /** Keeps the last LOG_TAIL characters a stream wrote, for error messages. */
 function tail(stream, label) {
   let text = '';
+  let partial = ''; // an unfinished line, held back so each line gets its label once
   stream.setEncoding('utf8');
   stream.on('data', (s) => {
     text = (text + s).slice(-LOG_TAIL);
-    if (VERBOSE) process.stderr.write(s.replace(/^/gm, `[${label}] `));
+    if (!VERBOSE) return;
+    const lines = (partial + s).split('\n');
+    partial = lines.pop();
+    for (const line of lines) process.stderr.write(`[${label}] ${line}\n`);
   });
   return () => text;
 }
