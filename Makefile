@@ -2,15 +2,18 @@
 VERSION   := 0.1.0
 PREFIX    ?= /usr/local
 BINDIR    ?= $(PREFIX)/bin
+LIBEXECDIR ?= $(PREFIX)/libexec
 MANDIR    ?= $(PREFIX)/share/man
 DATADIR   ?= $(PREFIX)/share
 DESTDIR   ?=
 CC        ?= cc
 B         ?= build$(if $(findstring clang,$(notdir $(CC))),-clang)
 
-PKGS      := libcurl jansson libsecret-1 glib-2.0 gio-2.0 libkeyutils
+PKGS      := libcurl jansson libsecret-1 glib-2.0 gio-2.0 libkeyutils libqrencode
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# The front binary serves cached tokens: only what starts in well under a millisecond.
+FRONT_LIBS := $(shell pkg-config --libs glib-2.0 libkeyutils 2>/dev/null)
 
 OPT       ?= -O2 -g
 WARN      := -std=c11 -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes \
@@ -21,20 +24,29 @@ ALL_CFLAGS  = $(OPT) $(WARN) $(HARDEN) $(SAN) -D_POSIX_C_SOURCE=200809L \
               -DMLAUTH_VERSION='"$(VERSION)"' -Iinclude $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = -pie -Wl,-z,relro,-z,now $(SAN) $(LDFLAGS)
 
-LIB_SRC   := $(filter-out src/main.c src/cmd_%.c,$(wildcard src/*.c))
+LIB_SRC   := $(filter-out src/main.c src/front.c src/cmd_%.c,$(wildcard src/*.c))
 CMD_SRC   := src/main.c $(wildcard src/cmd_*.c)
 LIB_OBJ   := $(LIB_SRC:src/%.c=$(B)/%.o)
 CMD_OBJ   := $(CMD_SRC:src/%.c=$(B)/%.o)
+FRONT_OBJ := $(addprefix $(B)/,front.o cli.o config.o err.o util.o secret.o cache.o tokenfmt.o)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 BIN       ?= mlauth
+HELPER    := $(dir $(BIN))mlauth-helper
 
 .PHONY: all deps check unit e2e asan demo bench install uninstall clean
 
-all: $(BIN)
+all: $(BIN) $(HELPER)
 
-$(BIN): $(CMD_OBJ) $(B)/libmlauth.a
+# Two link lines, one library: the front (mlauth) and the helper that has the network
+# and the Secret Service (installed as libexec/mlauth/mlauth-helper).
+$(BIN): $(FRONT_OBJ)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(FRONT_OBJ) $(FRONT_LIBS)
+
+$(HELPER): $(CMD_OBJ) $(B)/libmlauth.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $(CMD_OBJ) $(B)/libmlauth.a $(PKG_LIBS)
+
+$(B)/front.o: ALL_CFLAGS += -DMLAUTH_LIBEXECDIR='"$(LIBEXECDIR)"'
 
 $(B)/libmlauth.a: $(LIB_OBJ)
 	@rm -f $@
@@ -46,6 +58,10 @@ $(B)/%.o: src/%.c $(wildcard include/mlauth/*.h) | $(B)
 $(B)/tests/%: tests/unit/%.c tests/unit/unit.h $(B)/libmlauth.a | $(B)/tests
 	$(CC) $(ALL_CFLAGS) -Itests/unit $(ALL_LDFLAGS) -o $@ $< $(B)/libmlauth.a \
 	    $(PKG_LIBS) $(shell pkg-config --libs cmocka 2>/dev/null)
+
+# Runs a command with keyctl forbidden, as some containers do (tests/e2e/cache.test.js).
+$(B)/tests/no-keyctl: tests/e2e/no-keyctl.c | $(B)/tests
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $<
 
 $(B) $(B)/tests:
 	@mkdir -p $@
@@ -61,8 +77,9 @@ check: deps
 unit: $(UNIT_BIN)
 	@sh tests/unit/run.sh $(UNIT_BIN)
 
-e2e: $(BIN)
-	MLAUTH_BIN=$(abspath $(BIN)) node --test --test-concurrency=2 tests/e2e/
+e2e: $(BIN) $(HELPER) $(B)/tests/no-keyctl
+	MLAUTH_BIN=$(abspath $(BIN)) NO_KEYCTL=$(abspath $(B)/tests/no-keyctl) \
+	    node --test --test-concurrency=2 tests/e2e/
 
 # The same tests with AddressSanitizer, UBSan and LeakSanitizer, in a separate build tree.
 asan: deps
@@ -76,8 +93,9 @@ demo: deps all
 	@node tests/demo.js
 
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/mlauth $(DESTDIR)$(MANDIR)/man1
 	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/mlauth
+	install -m 0755 $(HELPER) $(DESTDIR)$(LIBEXECDIR)/mlauth/mlauth-helper
 	install -m 0644 man/mlauth.1 $(DESTDIR)$(MANDIR)/man1/mlauth.1
 	install -d $(DESTDIR)$(DATADIR)/bash-completion/completions \
 	    $(DESTDIR)$(DATADIR)/zsh/site-functions $(DESTDIR)$(DATADIR)/fish/vendor_completions.d
@@ -86,10 +104,54 @@ install: all
 	install -m 0644 completions/mlauth.fish $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/mlauth.fish
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/mlauth $(DESTDIR)$(MANDIR)/man1/mlauth.1 \
+	rm -f $(DESTDIR)$(BINDIR)/mlauth $(DESTDIR)$(LIBEXECDIR)/mlauth/mlauth-helper \
+	    $(DESTDIR)$(MANDIR)/man1/mlauth.1 \
 	    $(DESTDIR)$(DATADIR)/bash-completion/completions/mlauth \
 	    $(DESTDIR)$(DATADIR)/zsh/site-functions/_mlauth \
 	    $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/mlauth.fish
 
 clean:
-	rm -rf build build-asan mlauth
+	rm -rf build build-asan build-clang mlauth mlauth-helper
+
+# ---- fuzz (begin): libFuzzer targets of tests/fuzz/, owned by the fuzzing work ----
+# `make fuzz FUZZ_SECONDS=N` builds every tests/fuzz/fuzz_NAME.c with clang's libFuzzer,
+# ASan and UBSan (needs libclang-rt-14-dev) into build-fuzz/ and runs each for N seconds
+# on a copy of tests/fuzz/corpus/NAME/; any crash, leak or timeout fails.  `make -j2
+# fuzz` runs two at a time; `make fuzz-run-jwt` runs one; `make fuzz-clean` tidies.
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_B       := build-fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_CFLAGS   = -O1 -g -fno-omit-frame-pointer $(WARN) $(FUZZ_SAN) -D_POSIX_C_SOURCE=200809L \
+                -DMLAUTH_VERSION='"$(VERSION)"' -Iinclude $(PKG_CFLAGS)
+FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN     := $(FUZZ_NAMES:%=$(FUZZ_B)/fuzz_%)
+FUZZ_RUNS    := $(FUZZ_NAMES:%=fuzz-run-%)
+FUZZ_LIB_OBJ := $(LIB_SRC:src/%.c=$(FUZZ_B)/obj/%.o)
+
+.PHONY: fuzz fuzz-build fuzz-clean $(FUZZ_RUNS)
+
+fuzz: $(FUZZ_RUNS)
+
+fuzz-build: $(FUZZ_BIN)
+
+$(FUZZ_RUNS): fuzz-run-%: $(FUZZ_B)/fuzz_%
+	@sh tests/fuzz/run.sh $(FUZZ_B) $* $(FUZZ_SECONDS)
+
+# The library with coverage instrumentation but without libFuzzer's main.
+$(FUZZ_B)/obj/%.o: src/%.c $(wildcard include/mlauth/*.h) | $(FUZZ_B)/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_B)/libmlauth.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(FUZZ_B)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_B)/libmlauth.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_B)/libmlauth.a $(PKG_LIBS)
+
+$(FUZZ_B)/obj:
+	@mkdir -p $@
+
+fuzz-clean:
+	rm -rf $(FUZZ_B)
+# ---- fuzz (end) ----

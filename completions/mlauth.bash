@@ -2,7 +2,7 @@
 # Installed as $(datadir)/bash-completion/completions/mlauth; self-contained,
 # so it also works when sourced without the bash-completion package.
 
-_mlauth_commands="login token status logout config help"
+_mlauth_commands="login token status logout send config help"
 _mlauth_global_opts="-p --profile -c --config -o --option -v --verbose -q --quiet
 	--no-color -V --version -h --help"
 _mlauth_settings="issuer client_id scope api_base application_name model max_tokens
@@ -120,6 +120,22 @@ _mlauth()
 			fi ;;
 		status) [[ $cur == -* ]] && mapfile -t cands < <(compgen -W "-j --json -h --help" -- "$cur") ;;
 		logout) [[ $cur == -* ]] && mapfile -t cands < <(compgen -W "-l --local -h --help" -- "$cur") ;;
+		send)
+			if [[ $prev == --body ]]; then
+				compopt -o filenames 2>/dev/null
+				mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+				return 0
+			elif [[ $cur == --body=* ]]; then
+				compopt -o filenames 2>/dev/null
+				mapfile -t cands < <(compgen -P --body= -f -- "${cur#--body=}")
+			elif [[ $prev == -m || $prev == --model || $prev == --max-tokens ||
+			    $prev == -s || $prev == --system || $prev == --temperature ||
+			    $prev == --retries ]]; then
+				return 0
+			elif [[ $cur == -* ]]; then
+				mapfile -t cands < <(compgen -W "-m --model --max-tokens -s --system
+				    --temperature --stream -j --json --body --retries -h --help" -- "$cur")
+			fi ;;
 		config)
 			if [[ $cur == -* ]]; then
 				mapfile -t cands < <(compgen -W "-j --json -h --help" -- "$cur")

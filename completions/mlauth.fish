@@ -115,6 +115,7 @@ complete -c mlauth -n __mlauth_needs_command -a login -d 'Log in with the device
 complete -c mlauth -n __mlauth_needs_command -a token -d 'Print a valid access token'
 complete -c mlauth -n __mlauth_needs_command -a status -d 'Who is logged in, until when'
 complete -c mlauth -n __mlauth_needs_command -a logout -d 'Revoke the session and delete the tokens'
+complete -c mlauth -n __mlauth_needs_command -a send -d 'Send a message to the messages API'
 complete -c mlauth -n __mlauth_needs_command -a config -d 'Show the effective settings'
 complete -c mlauth -n __mlauth_needs_command -a help -d 'Show the commands, or one command\'s help'
 
@@ -129,12 +130,22 @@ complete -c mlauth -n '__mlauth_using token' -l format -x -a 'plain header json'
 complete -c mlauth -n '__mlauth_using token' -s m -l min-valid -x -d 'Seconds the token must stay valid'
 complete -c mlauth -n '__mlauth_using token' -l no-refresh -d 'Never use the network; exit 3 when stale'
 
+# send (options before the message text)
+complete -c mlauth -n '__mlauth_using send' -s m -l model -x -d 'The model to ask for'
+complete -c mlauth -n '__mlauth_using send' -l max-tokens -x -d 'The reply\'s length limit in tokens'
+complete -c mlauth -n '__mlauth_using send' -s s -l system -x -d 'A system prompt'
+complete -c mlauth -n '__mlauth_using send' -l temperature -x -d 'Sampling temperature, 0 to 2'
+complete -c mlauth -n '__mlauth_using send' -l stream -d 'Print the reply as it is generated'
+complete -c mlauth -n '__mlauth_using send' -s j -l json -d 'Print the raw response body (raw events with --stream)'
+complete -c mlauth -n '__mlauth_using send' -l body -r -F -d 'Send FILE (- for stdin) as the request body, as is'
+complete -c mlauth -n '__mlauth_using send' -l retries -x -d 'Retries after 429/502/503/504/529 or a network error'
+
 # status, logout, config, help
 complete -c mlauth -n '__mlauth_using status' -s j -l json -d 'Print as JSON'
 complete -c mlauth -n '__mlauth_using logout' -s l -l local -d 'Only delete the stored tokens'
 complete -c mlauth -n '__mlauth_using config' -s j -l json -d 'Print all settings as JSON'
 complete -c mlauth -n '__mlauth_using config; and test (__mlauth_operands) -eq 0' -a "$__mlauth_settings" -d Setting
-complete -c mlauth -n '__mlauth_using help; and test (__mlauth_operands) -eq 0' -a 'login token status logout config' -d Command
+complete -c mlauth -n '__mlauth_using help; and test (__mlauth_operands) -eq 0' -a 'login token status logout send config' -d Command
 
 # Every command takes --help.
 complete -c mlauth -n 'not __mlauth_needs_command' -s h -l help -d 'Show the command\'s help'

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "mlauth/cache.h"
 #include "mlauth/cmd.h"
 #include "mlauth/oidc.h"
 #include "mlauth/store.h"
@@ -61,6 +62,7 @@ exec_logout(struct cmd_ctx *ctx, int argc, char **argv)
 	}
 	record_free(&r);
 	err_clear(&err);
+	cache_remove(ctx->cfg.profile, ctx->cfg.issuer, ctx->cfg.client_id);
 	if ((status = store_delete(&st, ctx->cfg.profile, &found, &err)) != ML_OK) {
 		status = cmd_fail(ctx, &err);
 	} else if (!found) {

@@ -476,7 +476,12 @@ exec_send(struct cmd_ctx *ctx, int argc, char **argv)
 			    "argument too");
 		if ((status = read_source(s.body_file, &s.body, &s.body_len, &err)) != ML_OK)
 			goto fail;
-		s.req.stream = s.req.stream || body_wants_stream(s.body, s.body_len);
+		if (s.req.stream && !body_wants_stream(s.body, s.body_len)) {
+			status = cmd_usage_error(ctx, "--body is sent as is: put \"stream\": true "
+			    "in it to stream");
+			goto out;
+		}
+		s.req.stream = body_wants_stream(s.body, s.body_len);
 	} else {
 		if ((status = message_text(argc - optind, argv + optind, &text, &err)) !=
 		    ML_OK) {

@@ -6,13 +6,13 @@
  * command printed really reached stdout (a token written into a full pipe
  * must not look like success).
  */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "mlauth/cli.h"
 #include "mlauth/cmd.h"
 #include "mlauth/http.h"
 #include "mlauth/secret.h"
@@ -24,20 +24,10 @@ static const struct cmd_entry *const commands[] = {
 	&cmd_status_entry,
 	&cmd_logout_entry,
 	&cmd_send_entry,
+	&cmd_env_entry,
+	&cmd_exec_entry,
 	&cmd_config_entry,
 	NULL
-};
-
-static const struct option global_options[] = {
-	{ "profile", required_argument, NULL, 'p' },
-	{ "config", required_argument, NULL, 'c' },
-	{ "option", required_argument, NULL, 'o' },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ "quiet", no_argument, NULL, 'q' },
-	{ "no-color", no_argument, NULL, 'C' },
-	{ "version", no_argument, NULL, 'V' },
-	{ "help", no_argument, NULL, 'h' },
-	{ NULL, 0, NULL, 0 }
 };
 
 static void
@@ -135,39 +125,6 @@ want_color(bool no_color_flag)
 	return isatty(STDERR_FILENO) == 1;
 }
 
-/* "key=value" from -o into an override; the string is argv's, split in place. */
-static int
-add_override(struct config_override *ov, int *nov, char *arg)
-{
-	char *eq = strchr(arg, '=');
-	const char *names[CONFIG_NKEYS + 1];
-	const char *best;
-
-	if (eq == NULL || eq == arg) {
-		fprintf(stderr, "mlauth: -o needs KEY=VALUE, not '%s'\n", arg);
-		return ML_EUSAGE;
-	}
-	*eq = '\0';
-	if (config_key_from_name(arg) < 0) {
-		for (int k = 0; k < CONFIG_NKEYS; k++)
-			names[k] = config_key_name((enum config_key)k);
-		names[CONFIG_NKEYS] = NULL;
-		fprintf(stderr, "mlauth: unknown setting '%s'", arg);
-		if ((best = util_suggest(arg, names)) != NULL)
-			fprintf(stderr, " (did you mean '%s'?)", best);
-		fputs("\n", stderr);
-		return ML_EUSAGE;
-	}
-	if (*nov >= CMD_MAX_OVERRIDES) {
-		fputs("mlauth: too many -o options\n", stderr);
-		return ML_EUSAGE;
-	}
-	ov[*nov].key = arg;
-	ov[*nov].value = eq + 1;
-	(*nov)++;
-	return ML_OK;
-}
-
 static int
 finish_stdout(int status)
 {
@@ -184,69 +141,29 @@ finish_stdout(int status)
 int
 main(int argc, char **argv)
 {
-	struct config_override ov[CMD_MAX_OVERRIDES];
+	struct cli_globals g;
 	struct cmd_ctx ctx;
 	struct ml_err err;
-	const char *profile = NULL, *file = NULL;
-	bool no_color = false;
-	int nov = 0, c, status;
+	int status;
 
 	memset(&ctx, 0, sizeof ctx);
 	err_clear(&err);
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+:p:c:o:vqVh", global_options, NULL)) != -1) {
-		switch (c) {
-		case 'p':
-			profile = optarg;
-			break;
-		case 'c':
-			file = optarg;
-			break;
-		case 'o':
-			if ((status = add_override(ov, &nov, optarg)) != ML_OK)
-				return status;
-			break;
-		case 'v':
-			ctx.verbose++;
-			break;
-		case 'q':
-			ctx.quiet = true;
-			break;
-		case 'C':
-			no_color = true;
-			break;
-		case 'V':
-			printf("mlauth %s\n", MLAUTH_VERSION);
-			return finish_stdout(ML_OK);
-		case 'h':
-			usage(stdout);
-			return finish_stdout(ML_OK);
-		case ':':
-			fprintf(stderr, "mlauth: option '%s' needs a value\n", argv[optind - 1]);
-			usage(stderr);
-			return ML_EUSAGE;
-		default: {
-			const char *names[] = { "--profile", "--config", "--option", "--verbose",
-				"--quiet", "--no-color", "--version", "--help", NULL };
-			const char *arg = argv[optind - 1], *best;
-			char word[64];
-
-			if (optopt != 0) {
-				fprintf(stderr, "mlauth: unknown option '-%c'\n", optopt);
-			} else {
-				(void)snprintf(word, sizeof word, "%.*s", (int)strcspn(arg, "="), arg);
-				fprintf(stderr, "mlauth: unknown option '%s'", word);
-				if ((best = util_suggest(word, names)) != NULL)
-					fprintf(stderr, " (did you mean %s?)", best);
-				fputc('\n', stderr);
-			}
-			fputs("Run 'mlauth --help' for usage.\n", stderr);
-			return ML_EUSAGE;
-		}
-		}
+	if (cli_parse_globals(argc, argv, &g, &err) != ML_OK) {
+		fprintf(stderr, "mlauth: %s\n", err.msg);
+		return ML_EUSAGE;
 	}
-	argc -= optind;
-	argv += optind;
+	if (g.version) {
+		printf("mlauth %s\n", MLAUTH_VERSION);
+		return finish_stdout(ML_OK);
+	}
+	if (g.help) {
+		usage(stdout);
+		return finish_stdout(ML_OK);
+	}
+	ctx.verbose = g.verbose;
+	ctx.quiet = g.quiet;
+	argc -= g.first;
+	argv += g.first;
 	if (argc == 0) {
 		usage(stderr);
 		return ML_EUSAGE;
@@ -256,14 +173,14 @@ main(int argc, char **argv)
 	if ((ctx.entry = find_command(argv[0])) == NULL)
 		return unknown_command(argv[0]);
 
-	ctx.color = want_color(no_color);
+	ctx.color = want_color(g.no_color);
 	/* --help needs no settings: a broken config file must not hide the usage. */
 	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			cmd_print_help(ctx.entry, stdout);
 			return finish_stdout(ML_OK);
 		}
-	if (config_load(&ctx.cfg, profile, file, ov, nov, &err) != ML_OK) {
+	if (config_load(&ctx.cfg, g.profile, g.file, g.ov, g.nov, &err) != ML_OK) {
 		status = cmd_fail(&ctx, &err);
 		config_free(&ctx.cfg);
 		return status;

@@ -628,15 +628,21 @@ msg_excerpt(const char *buf, size_t len, struct msg_text *t)
 		if (t->n > 0)
 			return;
 	}
-	for (; i < len && !t->cut; i++) {
-		if (buf[i] == '<')
-			in_tag = true;
-		if (in_tag)
+	/*
+	 * Each tag becomes spaces; the text between tags goes in as one piece, so
+	 * a token in it is still one run and redacted (byte by byte it never was).
+	 */
+	while (i < len && !t->cut) {
+		if (in_tag || buf[i] == '<') {
+			in_tag = buf[i] != '>';
 			msg_text_put(t, " ", 1);
-		else
-			msg_text_put(t, buf + i, 1);
-		if (buf[i] == '>')
-			in_tag = false;
+			i++;
+			continue;
+		}
+		for (end = i; end < len && buf[end] != '<'; end++)
+			;
+		msg_text_put(t, buf + i, end - i);
+		i = end;
 	}
 }
 

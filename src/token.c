@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "mlauth/cache.h"
 #include "mlauth/jwt.h"
 #include "mlauth/lock.h"
 #include "mlauth/secret.h"
@@ -28,17 +29,13 @@ token_http_opts(const struct config *cfg, int verbose, struct http_opts *o)
 int64_t
 token_effective_min_valid(const struct record *r, long min_valid)
 {
-	int64_t lifetime = r->expires_at - r->obtained_at;
-
-	if (r->obtained_at > 0 && lifetime > 0 && min_valid > lifetime / 2)
-		return lifetime / 2;
-	return min_valid;
+	return cache_min_valid(r->expires_at, r->obtained_at, min_valid);
 }
 
 bool
 token_is_fresh(const struct record *r, long min_valid, int64_t now)
 {
-	return r->expires_at - now > token_effective_min_valid(r, min_valid);
+	return cache_fresh(r->expires_at, r->obtained_at, min_valid, now);
 }
 
 int
@@ -65,6 +62,14 @@ token_load(const struct config *cfg, struct store *st, struct record *r,
 		    "(client %s), not %s: run mlauth login", cfg->profile, r->issuer,
 		    r->client_id, cfg->issuer);
 	return ML_OK;
+}
+
+void
+token_cache(const struct config *cfg, const struct record *r)
+{
+	/* Best effort: without a kernel keyring the store serves every call. */
+	(void)cache_put(cfg->profile, cfg->issuer, cfg->client_id, r->access_token,
+	    r->expires_at, r->obtained_at);
 }
 
 int
@@ -126,6 +131,8 @@ token_store_answer(const struct config *cfg, struct store *st,
 		return rc;
 	rc = store_save(st, cfg->profile, cfg->issuer, cfg->client_id, json, err);
 	secret_free(json);
+	if (rc == ML_OK)
+		token_cache(cfg, out);
 	return rc;
 }
 
@@ -226,6 +233,8 @@ token_get_fresh(const struct config *cfg, int verbose, struct store *st,
 	}
 	goto out;
 serve:
+	/* A store hit means the kernel cache missed: fill it for the next caller. */
+	token_cache(cfg, &r);
 	res->rec = r;
 	memset(&r, 0, sizeof r);
 	rc = ML_OK;

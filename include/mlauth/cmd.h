@@ -9,8 +9,6 @@
 #include "mlauth/config.h"
 #include "mlauth/err.h"
 
-#define CMD_MAX_OVERRIDES 32
-
 struct cmd_ctx {
 	struct config cfg;		/* loaded by main before exec */
 	int verbose;			/* -v count */
@@ -29,6 +27,8 @@ struct cmd_entry {
 };
 
 extern const struct cmd_entry cmd_config_entry;
+extern const struct cmd_entry cmd_env_entry;
+extern const struct cmd_entry cmd_exec_entry;
 extern const struct cmd_entry cmd_login_entry;
 extern const struct cmd_entry cmd_logout_entry;
 extern const struct cmd_entry cmd_send_entry;

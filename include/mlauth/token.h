@@ -54,6 +54,9 @@ int token_get_fresh(const struct config *cfg, int verbose, struct store *st,
     const struct token_opts *o, struct token_result *res, struct ml_err *err);
 void token_result_free(struct token_result *res);
 
+/* Put r's access token into the kernel-keyring cache (cache.h), quietly. */
+void token_cache(const struct config *cfg, const struct record *r);
+
 /*
  * Build the record for a token answer (expiry from expires_in on the local
  * clock, the JWT's own lifetime as fallback) keeping prev's refresh token

@@ -34,6 +34,7 @@ export function tool(cmd, args, env, input) {
     p.stderr.on('data', (d) => { err += d; });
     p.on('error', reject);
     p.on('close', (code) => resolve({ code, out, err }));
+    p.stdin.on('error', () => {}); // the tool may exit without reading its input
     p.stdin.end(input ?? '');
   });
 }

@@ -269,6 +269,10 @@ test('--body sends the file byte for byte', async () => {
   const r = await run(['send', '--body', join(dir, 'body.json')], { env });
   assert.equal(r.code, 0, r.stderr);
   assert.equal((await api.requests())[0].body, raw);
+  const nostream = await run(['send', '--stream', '--body', join(dir, 'body.json')], { env });
+  assert.equal(nostream.code, 2);
+  assert.match(nostream.stderr, /put "stream": true in it/);
+  assert.equal((await api.requests()).length, 1, 'nothing sent');
   const missing = await run(['send', '--body', join(dir, 'nope.json')], { env });
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /cannot open .*nope\.json/);

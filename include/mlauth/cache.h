@@ -1,0 +1,47 @@
+/*
+ * cache.h: the access token in the kernel keyring, so `mlauth token` can
+ * print it without D-Bus, libcurl or a file (MIT Kerberos's KEYRING: ccache
+ * does the same).  Only the access token: the refresh token stays in the
+ * store.  Where the kernel keyring is not available (containers that forbid
+ * keyctl), every call fails quietly and callers fall through to the store.
+ */
+#ifndef MLAUTH_CACHE_H
+#define MLAUTH_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CACHE_MAX_TOKEN	16384
+
+struct cache_entry {
+	int64_t expires_at, obtained_at;
+	char *token;		/* secret: secret_free it (cache_entry_free does) */
+};
+
+/*
+ * The entry cached for profile at issuer for client_id, or -1 when there is
+ * none, the kernel keyring is unusable, or the payload is damaged.
+ */
+int cache_get(const char *profile, const char *issuer, const char *client_id,
+    struct cache_entry *e);
+/* Cache token until expires_at (the key times out then); -1 when it cannot. */
+int cache_put(const char *profile, const char *issuer, const char *client_id,
+    const char *token, int64_t expires_at, int64_t obtained_at);
+/* Forget profile's token (logout); quiet when there is none. */
+void cache_remove(const char *profile, const char *issuer, const char *client_id);
+void cache_entry_free(struct cache_entry *e);
+
+/*
+ * The one freshness rule, shared by the front's fast path and token.c so they
+ * never disagree: valid for more than min_valid seconds after now, where
+ * min_valid is capped at half the token's lifetime (a short-lived token is
+ * not refreshed on every call).
+ */
+int64_t cache_min_valid(int64_t expires_at, int64_t obtained_at, long min_valid);
+bool cache_fresh(int64_t expires_at, int64_t obtained_at, long min_valid, int64_t now);
+
+/* The payload format, exposed for tests and the fuzzer: parse len bytes into e. */
+int cache_payload_parse(const char *buf, size_t len, struct cache_entry *e);
+
+#endif

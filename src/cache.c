@@ -1,0 +1,181 @@
+/*
+ * cache.c: the kernel-keyring cache of access tokens (see cache.h).
+ *
+ * One "user" key per profile, issuer and client, in the user keyring, with
+ * the key's timeout at the token's expiry.  The payload is plain text,
+ * "mlauth-cache 1\n<expires_at>\n<obtained_at>\n<token>", so the front
+ * binary needs no JSON parser to read it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <keyutils.h>
+
+#include "mlauth/cache.h"
+#include "mlauth/secret.h"
+#include "mlauth/util.h"
+
+#define MAGIC "mlauth-cache 1\n"
+#define TOKEN_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~+/="
+
+/* The description names all three, so another issuer's token is never served. */
+static int
+describe(char *buf, size_t len, const char *profile, const char *issuer,
+    const char *client_id)
+{
+	int n = snprintf(buf, len, "mlauth:%s:%s:%s", profile, client_id, issuer);
+
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+static int
+parse_int(const char **p, const char *end, int64_t *out)
+{
+	int64_t v = 0;
+	const char *s = *p;
+
+	if (s == end || *s < '0' || *s > '9')
+		return -1;
+	for (; s < end && *s >= '0' && *s <= '9'; s++) {
+		if (v > (INT64_MAX - 9) / 10)
+			return -1;
+		v = v * 10 + (*s - '0');
+	}
+	if (s == end || *s != '\n')
+		return -1;
+	*p = s + 1;
+	*out = v;
+	return 0;
+}
+
+int
+cache_payload_parse(const char *buf, size_t len, struct cache_entry *e)
+{
+	const char *p = buf, *end = buf + len;
+	size_t tlen;
+
+	memset(e, 0, sizeof *e);
+	if (len < sizeof MAGIC - 1 || memcmp(buf, MAGIC, sizeof MAGIC - 1) != 0)
+		return -1;
+	p += sizeof MAGIC - 1;
+	if (parse_int(&p, end, &e->expires_at) < 0 || parse_int(&p, end, &e->obtained_at) < 0)
+		return -1;
+	tlen = (size_t)(end - p);
+	/*
+	 * The token goes straight to stdout and into HTTP headers: only the
+	 * characters a JWT or opaque bearer token is made of.
+	 */
+	if (tlen == 0 || tlen > CACHE_MAX_TOKEN)
+		return -1;
+	for (size_t i = 0; i < tlen; i++)
+		if (strchr(TOKEN_CHARS, p[i]) == NULL || p[i] == '\0')
+			return -1;
+	if ((e->token = malloc(tlen + 1)) == NULL)
+		return -1;
+	memcpy(e->token, p, tlen);
+	e->token[tlen] = '\0';
+	return 0;
+}
+
+int
+cache_get(const char *profile, const char *issuer, const char *client_id,
+    struct cache_entry *e)
+{
+	char desc[2048];
+	void *buf = NULL;
+	key_serial_t key;
+	long n;
+	int rc;
+
+	memset(e, 0, sizeof *e);
+	if (describe(desc, sizeof desc, profile, issuer, client_id) < 0)
+		return -1;
+	key = keyctl_search(KEY_SPEC_USER_KEYRING, "user", desc, 0);
+	if (key < 0)
+		return -1;
+	n = keyctl_read_alloc(key, &buf);
+	if (n < 0)
+		return -1;
+	rc = cache_payload_parse(buf, (size_t)n, e);
+	secret_wipe(buf, (size_t)n);
+	free(buf);
+	return rc;
+}
+
+int
+cache_put(const char *profile, const char *issuer, const char *client_id,
+    const char *token, int64_t expires_at, int64_t obtained_at)
+{
+	char desc[2048], *payload;
+	int64_t ttl = expires_at - util_now();
+	key_serial_t key;
+	size_t tlen = strlen(token), cap = tlen + 64;
+	int n;
+
+	if (ttl <= 0 || tlen > CACHE_MAX_TOKEN ||
+	    describe(desc, sizeof desc, profile, issuer, client_id) < 0)
+		return -1;
+	if ((payload = malloc(cap)) == NULL)
+		return -1;
+	n = snprintf(payload, cap, MAGIC "%lld\n%lld\n%s", (long long)expires_at,
+	    (long long)obtained_at, token);
+	if (n < 0 || (size_t)n >= cap) {
+		secret_wipe(payload, cap);
+		free(payload);
+		return -1;
+	}
+	/* add_key replaces the payload of an existing key of that description in place. */
+	key = add_key("user", desc, payload, (size_t)n, KEY_SPEC_USER_KEYRING);
+	secret_wipe(payload, cap);
+	free(payload);
+	if (key < 0)
+		return -1;
+	/* Readable by this user only, and gone when the token expires. */
+	if (keyctl_setperm(key, KEY_POS_ALL | KEY_USR_VIEW | KEY_USR_READ | KEY_USR_WRITE |
+	    KEY_USR_SEARCH | KEY_USR_SETATTR) < 0 ||
+	    keyctl_set_timeout(key, (unsigned)(ttl > 0x7fffffff ? 0x7fffffff : ttl)) < 0) {
+		(void)keyctl_invalidate(key);
+		return -1;
+	}
+	return 0;
+}
+
+void
+cache_remove(const char *profile, const char *issuer, const char *client_id)
+{
+	char desc[2048];
+	key_serial_t key;
+
+	if (describe(desc, sizeof desc, profile, issuer, client_id) < 0)
+		return;
+	key = keyctl_search(KEY_SPEC_USER_KEYRING, "user", desc, 0);
+	if (key >= 0 && keyctl_invalidate(key) < 0)
+		(void)keyctl_unlink(key, KEY_SPEC_USER_KEYRING);
+}
+
+int64_t
+cache_min_valid(int64_t expires_at, int64_t obtained_at, long min_valid)
+{
+	int64_t lifetime = expires_at - obtained_at;
+
+	if (obtained_at > 0 && lifetime > 0 && min_valid > lifetime / 2)
+		return lifetime / 2;
+	return min_valid;
+}
+
+bool
+cache_fresh(int64_t expires_at, int64_t obtained_at, long min_valid, int64_t now)
+{
+	return expires_at - now > cache_min_valid(expires_at, obtained_at, min_valid);
+}
+
+void
+cache_entry_free(struct cache_entry *e)
+{
+	if (e == NULL)
+		return;
+	secret_free(e->token);
+	memset(e, 0, sizeof *e);
+}

@@ -1,0 +1,136 @@
+/* cmd_env.c: `mlauth env`: shell commands that export the API base and a fresh token. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mlauth/cmd.h"
+#include "mlauth/store.h"
+#include "mlauth/token.h"
+#include "mlauth/tokenfmt.h"
+
+enum { OPT_SHELL = 256 };
+
+static const struct option options[] = {
+	{ "shell", required_argument, NULL, OPT_SHELL },
+	{ "min-valid", required_argument, NULL, 'm' },
+	{ NULL, 0, NULL, 0 }
+};
+
+enum shell { SHELL_SH, SHELL_FISH };
+
+/* fish when $SHELL is a fish, else POSIX sh (bash, zsh, dash, ksh all read that). */
+static enum shell
+default_shell(void)
+{
+	const char *sh = getenv("SHELL");
+	size_t n = sh != NULL ? strlen(sh) : 0;
+
+	return n >= 5 && strcmp(sh + n - 5, "/fish") == 0 ? SHELL_FISH : SHELL_SH;
+}
+
+/*
+ * value in single quotes, so the shell takes every byte literally.  sh has no
+ * escape inside single quotes: a quote closes them, \' adds one, and a new
+ * pair opens ('\'').  fish reads \' and \\ inside them, so both are escaped.
+ */
+static void
+put_quoted(enum shell sh, const char *value)
+{
+	putchar('\'');
+	for (const char *p = value; *p != '\0'; p++) {
+		if (*p == '\'' && sh == SHELL_SH)
+			fputs("'\\''", stdout);
+		else if ((*p == '\'' || *p == '\\') && sh == SHELL_FISH) {
+			putchar('\\');
+			putchar(*p);
+		} else
+			putchar(*p);
+	}
+	putchar('\'');
+}
+
+/*
+ * One assignment per line.  fish's lines end in ';' so that `eval (mlauth env)`,
+ * which joins the lines with spaces, still reads separate commands.
+ */
+static void
+put_export(enum shell sh, const char *name, const char *value)
+{
+	fputs(sh == SHELL_FISH ? "set -gx " : "export ", stdout);
+	fputs(name, stdout);
+	putchar(sh == SHELL_FISH ? ' ' : '=');
+	put_quoted(sh, value);
+	fputs(sh == SHELL_FISH ? ";\n" : "\n", stdout);
+}
+
+static int
+exec_env(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	struct token_opts o = { .min_valid = ctx->cfg.min_valid };
+	struct token_result res;
+	struct store st;
+	struct ml_err err;
+	enum shell sh = default_shell();
+	int c, status;
+
+	while ((c = cmd_getopt(ctx, argc, argv, &status)) != -1) {
+		switch (c) {
+		case CMD_OPT_DONE:
+			return status;
+		case OPT_SHELL:
+			if (strcmp(optarg, "sh") == 0)
+				sh = SHELL_SH;
+			else if (strcmp(optarg, "fish") == 0)
+				sh = SHELL_FISH;
+			else
+				return cmd_usage_error(ctx, "--shell must be sh or fish, not '%s'",
+				    optarg);
+			break;
+		case 'm':
+			if ((o.min_valid = tokenfmt_seconds(optarg)) < 0)
+				return cmd_usage_error(ctx, "--min-valid needs whole seconds, not '%s'",
+				    optarg);
+			break;
+		}
+	}
+	if (optind < argc)
+		return cmd_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
+
+	err_clear(&err);
+	if (store_open(&ctx->cfg, &st, &err) != ML_OK)
+		return cmd_fail(ctx, &err);
+	status = token_get_fresh(&ctx->cfg, ctx->verbose, &st, &o, &res, &err);
+	if (status == ML_OK) {
+		if (res.refreshed && st.fell_back)
+			cmd_warn(ctx, "%s; session kept in %s", st.reason, store_describe(&st));
+		if (res.warning[0] != '\0')
+			cmd_warn(ctx, "%s", res.warning);
+		put_export(sh, "ANTHROPIC_BASE_URL", ctx->cfg.api_base);
+		put_export(sh, "ANTHROPIC_AUTH_TOKEN", res.rec.access_token);
+	} else {
+		status = cmd_fail(ctx, &err);
+	}
+	token_result_free(&res);
+	store_close(&st);
+	return status;
+}
+
+const struct cmd_entry cmd_env_entry = {
+	.name = "env",
+	.summary = "print shell commands that export ANTHROPIC_BASE_URL and a token",
+	.usage = "[--shell sh|fish] [--min-valid SECS]",
+	.help =
+	    "Options:\n"
+	    "      --shell SHELL     sh (default; also bash, zsh, dash) or fish (default\n"
+	    "                        when $SHELL ends in /fish)\n"
+	    "  -m, --min-valid SECS  the token must stay valid this long (default: setting\n"
+	    "                        min_valid, 300); capped at half the token's lifetime\n"
+	    "\nPrints ANTHROPIC_BASE_URL (setting api_base) and ANTHROPIC_AUTH_TOKEN, each\n"
+	    "value single-quoted so the shell runs nothing from it.  The token is not\n"
+	    "renewed in the shell afterwards: run it again when it expires, or use\n"
+	    "mlauth exec for one command.  Examples:\n"
+	    "  eval \"$(mlauth env)\"             (sh, bash, zsh)\n"
+	    "  mlauth env --shell fish | source  (fish)\n",
+	.options = options,
+	.exec = exec_env,
+};

@@ -1,0 +1,131 @@
+/*
+ * front.c: the `mlauth` binary.
+ *
+ * Tools call `mlauth token` before every request, so this binary links
+ * nothing heavy (no libcurl, no libsecret/GIO, no libcrypto: each costs
+ * milliseconds at every start).  It serves a fresh token from the kernel
+ * keyring cache and executes the helper (libexec/mlauth/mlauth-helper, or
+ * mlauth-helper beside it in the build tree) for everything else, with the
+ * same argv, so the helper parses and reports exactly as if called directly.
+ * git keeps libcurl out of `git` for the same reason (git-remote-https).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mlauth/cache.h"
+#include "mlauth/cli.h"
+#include "mlauth/config.h"
+#include "mlauth/secret.h"
+#include "mlauth/tokenfmt.h"
+#include "mlauth/util.h"
+
+#ifndef MLAUTH_LIBEXECDIR
+#define MLAUTH_LIBEXECDIR "/usr/local/libexec"
+#endif
+#define HELPER "mlauth-helper"
+
+/* Try dir/rel; on success it does not return. */
+static void
+try_exec(const char *dir, const char *rel, char **argv)
+{
+	char path[PATH_MAX];
+	int n = snprintf(path, sizeof path, "%s/%s", dir, rel);
+
+	if (n > 0 && (size_t)n < sizeof path && access(path, X_OK) == 0)
+		(void)execv(path, argv);
+}
+
+static _Noreturn void
+exec_helper(char **argv)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+
+	if (n > 0) {
+		char *slash;
+
+		self[n] = '\0';
+		if ((slash = strrchr(self, '/')) != NULL) {
+			*slash = '\0';
+			/* The build tree, then an installed tree wherever it was moved. */
+			try_exec(self, HELPER, argv);
+			try_exec(self, "../libexec/mlauth/" HELPER, argv);
+		}
+	}
+	try_exec(MLAUTH_LIBEXECDIR, "mlauth/" HELPER, argv);
+	fprintf(stderr, "mlauth: cannot run %s/mlauth/%s: %s (is mlauth installed "
+	    "completely?)\n", MLAUTH_LIBEXECDIR, HELPER, strerror(errno));
+	exit(1);
+}
+
+/*
+ * `mlauth token [options]` with a fresh cached token: print it and return 0
+ * (1 when stdout failed); -1 when the helper must answer instead.
+ */
+static int
+serve_cached(const struct cli_globals *g, int argc, char **argv)
+{
+	struct token_args a = { .fmt = TOKENFMT_PLAIN, .min_valid = -1 };
+	struct cache_entry e;
+	struct config cfg;
+	struct ml_err err;
+	int64_t now;
+	int c, rc = -1;
+
+	/* The same options as the helper's token command; anything odd is its to report. */
+	opterr = 0;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "+:Hjm:", tokenfmt_options, NULL)) != -1)
+		if (c == '?' || c == ':' || tokenfmt_option(&a, c, optarg) < 0)
+			return -1;
+	if (optind < argc)
+		return -1;
+	if (config_load(&cfg, g->profile, g->file, g->ov, g->nov, &err) != ML_OK)
+		goto out;
+	secret_protect_process();
+	if (cache_get(cfg.profile, cfg.issuer, cfg.client_id, &e) != 0)
+		goto out;
+	now = util_now();
+	if (cache_fresh(e.expires_at, e.obtained_at, a.min_valid >= 0 ? a.min_valid :
+	    cfg.min_valid, now)) {
+		/* Once written, even in part, the helper must not write it again. */
+		rc = tokenfmt_write(stdout, a.fmt, e.token, e.expires_at, now, "Bearer") == 0 &&
+		    fflush(stdout) == 0 ? 0 : 1;
+	}
+	cache_entry_free(&e);
+out:
+	config_free(&cfg);
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct cli_globals g;
+	struct ml_err err;
+
+	if (cli_parse_globals(argc, argv, &g, &err) != ML_OK || g.help)
+		exec_helper(argv);
+	if (g.version) {
+		printf("mlauth %s\n", MLAUTH_VERSION);
+		return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
+	}
+	if (g.first < argc && strcmp(argv[g.first], "token") == 0) {
+		switch (serve_cached(&g, argc - g.first, argv + g.first)) {
+		case 0:
+			if (fclose(stdout) == 0)
+				return 0;
+			/* FALLTHROUGH */
+		case 1:
+			perror("mlauth: cannot write to standard output");
+			return 1;
+		}
+	}
+	/* Nothing written to stdout yet, so the helper starts from a clean slate. */
+	exec_helper(argv);
+}

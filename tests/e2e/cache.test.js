@@ -1,0 +1,107 @@
+// The kernel-keyring cache behind `mlauth token`'s fast path, tested like any store.
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { MLAUTH_BIN, run, startOP, stopAll } from './rig.js';
+import { login, setup, sleep, tool } from './fixtures.js';
+
+after(stopAll);
+
+const NO_KEYCTL = process.env.NO_KEYCTL;
+const desc = (issuer, profile = 'default') => `mlauth:${profile}:MLAAS-CLI-API:${issuer}`;
+
+/** The cached payload, read straight from the kernel, or null. */
+async function cached(issuer, profile) {
+  const id = await tool('keyctl', ['search', '@u', 'user', desc(issuer, profile)], {});
+  if (id.code !== 0) return null;
+  const p = await tool('keyctl', ['pipe', id.out.trim()], {});
+  return p.code === 0 ? p.out : null;
+}
+
+test('the front binary links nothing heavy', async () => {
+  const r = await tool('ldd', [MLAUTH_BIN], {});
+  assert.equal(r.code, 0);
+  for (const lib of ['libcurl', 'libsecret', 'libgio', 'libcrypto', 'libssl', 'libjansson'])
+    assert.ok(!r.out.includes(lib), `${lib} in: ${r.out}`);
+});
+
+test('a cached token is served without the keyring (no D-Bus on the fast path)', async () => {
+  const { op, env, kr } = await setup();
+  assert.equal((await login(env, op)).code, 0);
+  const t = await run(['token'], { env });
+  assert.equal(t.code, 0, t.stderr);
+  const payload = await cached(op.issuer);
+  assert.ok(payload, 'login filled the kernel cache');
+  assert.ok(payload.endsWith(t.stdout.trimEnd()));
+  await kr.stop();
+  for (const args of [['token'], ['token', '--header'], ['token', '--json']]) {
+    const r = await run(args, { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, '');
+    assert.ok(r.stdout.includes(t.stdout.trimEnd()));
+  }
+  // What the cache cannot answer goes to the helper, which needs the keyring.
+  const s = await run(['status'], { env });
+  assert.notEqual(s.code, 0);
+});
+
+test('a miss is served from the store and fills the cache again', async () => {
+  const { op, env } = await setup();
+  assert.equal((await login(env, op)).code, 0);
+  const id = (await tool('keyctl', ['search', '@u', 'user', desc(op.issuer)], {})).out.trim();
+  assert.equal((await tool('keyctl', ['unlink', id, '@u'], {})).code, 0);
+  assert.equal(await cached(op.issuer), null);
+  const r = await run(['token'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok((await cached(op.issuer)).endsWith(r.stdout.trimEnd()));
+});
+
+test('a refresh updates the cache; the key times out with the token', async () => {
+  const { op, env } = await setup({ op: { accessTtl: 4 } });
+  assert.equal((await login(env, op)).code, 0);
+  const first = (await run(['token'], { env })).stdout.trimEnd();
+  await sleep(2300);
+  const second = (await run(['token'], { env })).stdout.trimEnd();
+  assert.notEqual(second, first);
+  assert.ok((await cached(op.issuer)).endsWith(second));
+  await sleep(4500);
+  assert.equal(await cached(op.issuer), null, 'the kernel dropped the expired token');
+});
+
+test('logout removes the cached token', async () => {
+  const { op, env } = await setup();
+  assert.equal((await login(env, op)).code, 0);
+  assert.ok(await cached(op.issuer));
+  assert.equal((await run(['logout', '--local'], { env })).code, 0);
+  assert.equal(await cached(op.issuer), null);
+  const r = await run(['token'], { env });
+  assert.equal(r.code, 3);
+});
+
+test("another profile's or issuer's token is never served", async () => {
+  const { op, env } = await setup();
+  assert.equal((await login(env, op)).code, 0);
+  assert.equal((await run(['token'], { env })).code, 0);
+  const p = await run(['-p', 'other', 'token'], { env });
+  assert.equal(p.code, 3);
+  assert.equal(p.stdout, '');
+  const op2 = await startOP({ interval: 1 });
+  const i = await run(['token'], { env: { ...env, MLAUTH_ISSUER: op2.issuer } });
+  assert.equal(i.code, 3);
+  assert.equal(i.stdout, '');
+});
+
+test('with keyctl forbidden, token falls through to the Secret Service silently', async () => {
+  assert.ok(NO_KEYCTL, 'NO_KEYCTL names the seccomp wrapper (make e2e sets it)');
+  const { op, env } = await setup();
+  // Log in with the kernel keyring off too: nothing may be cached behind our back.
+  const h = await tool(NO_KEYCTL, ['keyctl', 'show', '@u'], env);
+  assert.notEqual(h.code, 0, 'the wrapper really forbids keyctl');
+  assert.equal((await login(env, op)).code, 0);
+  const id = (await tool('keyctl', ['search', '@u', 'user', desc(op.issuer)], {})).out.trim();
+  await tool('keyctl', ['unlink', id, '@u'], {});
+  const r = await tool(NO_KEYCTL, [MLAUTH_BIN, 'token'], env);
+  assert.equal(r.code, 0, r.err);
+  assert.equal(r.err, '');
+  assert.match(r.out, /^[\w-]+\.[\w-]+\.[\w-]+\n$/);
+  assert.equal(await cached(op.issuer), null, 'nothing was cached');
+});

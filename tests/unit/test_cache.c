@@ -1,0 +1,121 @@
+/* The kernel-keyring token cache: payload, freshness rule, and a real round trip. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <keyutils.h>
+
+#include "unit.h"
+#include "mlauth/cache.h"
+#include "mlauth/util.h"
+
+static void
+payload_good(void **state)
+{
+	const char p[] = "mlauth-cache 1\n1900000000\n1899992800\naaa.bbb.ccc";
+	struct cache_entry e;
+
+	assert_int_equal(cache_payload_parse(p, sizeof p - 1, &e), 0);
+	assert_int_equal(e.expires_at, 1900000000);
+	assert_int_equal(e.obtained_at, 1899992800);
+	assert_string_equal(e.token, "aaa.bbb.ccc");
+	cache_entry_free(&e);
+	assert_null(e.token);
+}
+
+static void
+payload_bad(void **state)
+{
+	static const char *const bad[] = {
+		"", "mlauth-cache 2\n1\n1\nt", "mlauth-cache 1\n\n1\nt", "mlauth-cache 1\n1\n1\n",
+		"mlauth-cache 1\n-5\n1\nt", "mlauth-cache 1\n1x\n1\nt",
+		"mlauth-cache 1\n99999999999999999999999\n1\nt",
+		"mlauth-cache 1\n1\n1\ntok en", "mlauth-cache 1\n1\n1\ntok\nen",
+		"mlauth-cache 1\n1\n1\n\033[31m",
+	};
+	struct cache_entry e;
+
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		if (cache_payload_parse(bad[i], strlen(bad[i]), &e) == 0)
+			fail_msg("accepted payload %zu", i);
+		assert_null(e.token);
+	}
+	/* A NUL inside the token, and no terminating NUL after it. */
+	assert_int_equal(cache_payload_parse("mlauth-cache 1\n1\n1\nab\0cd", 22, &e), -1);
+	assert_int_equal(cache_payload_parse("mlauth-cache 1\n1\n1\nabcdX", 22, &e), 0);
+	assert_string_equal(e.token, "abc");
+	cache_entry_free(&e);
+}
+
+static void
+freshness_rule(void **state)
+{
+	/* A 2-hour token: the default 300 s margin applies. */
+	assert_true(cache_fresh(10000, 2800, 300, 9699));
+	assert_false(cache_fresh(10000, 2800, 300, 9700));
+	/* A 4-second token: min_valid is capped at half its life. */
+	assert_int_equal(cache_min_valid(104, 100, 300), 2);
+	assert_true(cache_fresh(104, 100, 300, 101));
+	assert_false(cache_fresh(104, 100, 300, 102));
+	/* Unknown obtained_at: no cap. */
+	assert_int_equal(cache_min_valid(104, 0, 300), 300);
+}
+
+static void
+kernel_round_trip(void **state)
+{
+	char issuer[64];
+	struct cache_entry e;
+	int64_t now = util_now();
+
+	/* A unique issuer, so a parallel run never meets this key. */
+	(void)snprintf(issuer, sizeof issuer, "http://127.0.0.1:1/realms/unit-%d", (int)getpid());
+	if (cache_put("unit", issuer, "client", "x.y.z", now + 60, now) != 0)
+		skip();	/* keyctl forbidden here: nothing to test, and not a pass */
+	assert_int_equal(cache_get("unit", issuer, "client", &e), 0);
+	assert_string_equal(e.token, "x.y.z");
+	assert_int_equal(e.expires_at, now + 60);
+	cache_entry_free(&e);
+	/* Another client, profile or issuer is not served. */
+	assert_int_equal(cache_get("unit", issuer, "other", &e), -1);
+	assert_int_equal(cache_get("other", issuer, "client", &e), -1);
+	assert_int_equal(cache_get("unit", "http://127.0.0.1:2/realms/x", "client", &e), -1);
+	/* An update replaces the payload in place. */
+	assert_int_equal(cache_put("unit", issuer, "client", "new.tok.en", now + 90, now), 0);
+	assert_int_equal(cache_get("unit", issuer, "client", &e), 0);
+	assert_string_equal(e.token, "new.tok.en");
+	cache_entry_free(&e);
+	cache_remove("unit", issuer, "client");
+	assert_int_equal(cache_get("unit", issuer, "client", &e), -1);
+	/* An expired token is never cached. */
+	assert_int_equal(cache_put("unit", issuer, "client", "old.tok.en", now - 1, now - 60), -1);
+}
+
+static void
+kernel_timeout(void **state)
+{
+	char issuer[64];
+	struct cache_entry e;
+	int64_t now = util_now();
+
+	(void)snprintf(issuer, sizeof issuer, "http://127.0.0.1:1/realms/timeout-%d", (int)getpid());
+	if (cache_put("unit", issuer, "client", "a.b.c", now + 1, now) != 0)
+		skip();
+	sleep(2);
+	/* The kernel dropped the key when the token expired. */
+	assert_int_equal(cache_get("unit", issuer, "client", &e), -1);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(payload_good),
+		cmocka_unit_test(payload_bad),
+		cmocka_unit_test(freshness_rule),
+		cmocka_unit_test(kernel_round_trip),
+		cmocka_unit_test(kernel_timeout),
+	};
+
+	return cmocka_run_group_tests_name("cache", tests, NULL, NULL);
+}
