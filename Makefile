@@ -31,7 +31,8 @@ CMD_OBJ   := $(CMD_SRC:src/%.c=$(B)/%.o)
 FRONT_OBJ := $(addprefix $(B)/,front.o cli.o config.o err.o util.o secret.o cache.o tokenfmt.o)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
-BIN       ?= mlauth
+# A clang build keeps its binaries in its own tree, so it never replaces gcc's.
+BIN       ?= $(if $(findstring clang,$(notdir $(CC))),build-clang/mlauth,mlauth)
 HELPER    := $(dir $(BIN))mlauth-helper
 
 .PHONY: all deps check unit e2e asan demo bench install uninstall clean
@@ -155,3 +156,18 @@ $(FUZZ_B)/obj:
 fuzz-clean:
 	rm -rf $(FUZZ_B)
 # ---- fuzz (end) ----
+
+# ---- bench (begin): `make bench`, owned by the performance work ----
+# Times the token fast path and its peers with hyperfine (bench/bench.js: needs the Debian
+# packages hyperfine and time) against the local provider, API and keyring, and prints one
+# table; the same goes to bench/out/latest.json.  A benchmark, not a test: not part of
+# `make check`, and a missed goal still exits 0 (non-zero only if it could not measure).
+bench: deps $(BIN) $(HELPER) $(B)/tests/no-keyctl bench/out/herd
+	MLAUTH_BIN=$(abspath $(BIN)) NO_KEYCTL=$(abspath $(B)/tests/no-keyctl) \
+	    BENCH_HERD=$(abspath bench/out/herd) node bench/bench.js
+
+# Starts N copies of a command at one instant (the concurrent-refresh figure).
+bench/out/herd: bench/herd.c
+	@mkdir -p bench/out
+	$(CC) -O2 -std=c11 -Wall -Wextra -Werror -o $@ bench/herd.c
+# ---- bench (end) ----

@@ -6,7 +6,12 @@
 
 #include "mlauth/cmd.h"
 #include "mlauth/http.h"
+#include "mlauth/store.h"
+#include "mlauth/token.h"
 #include "mlauth/util.h"
+
+static void vmessage(const struct cmd_ctx *, const char *, const char *, const char *,
+    va_list) __attribute__((format(printf, 4, 0)));
 
 static void
 vmessage(const struct cmd_ctx *ctx, const char *label, const char *color,
@@ -170,4 +175,29 @@ cmd_sleep_ms(long ms)
 	while (!http_interrupted && nanosleep(&ts, &ts) != 0)
 		;
 	return http_interrupted ? ML_EINTR : ML_OK;
+}
+
+int
+cmd_fresh_token(const struct cmd_ctx *ctx, const struct token_opts *o,
+    struct token_result *res)
+{
+	struct store st;
+	struct ml_err err;
+	int status;
+
+	memset(res, 0, sizeof *res);
+	err_clear(&err);
+	if (store_open(&ctx->cfg, &st, &err) != ML_OK)
+		return cmd_fail(ctx, &err);
+	status = token_get_fresh(&ctx->cfg, ctx->verbose, &st, o, res, &err);
+	if (status != ML_OK) {
+		status = cmd_fail(ctx, &err);
+	} else {
+		if (res->refreshed && st.fell_back)
+			cmd_warn(ctx, "%s; session kept in %s", st.reason, store_describe(&st));
+		if (res->warning[0] != '\0')
+			cmd_warn(ctx, "%s", res->warning);
+	}
+	store_close(&st);
+	return status;
 }

@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "mlauth/cmd.h"
-#include "mlauth/store.h"
 #include "mlauth/token.h"
 #include "mlauth/tokenfmt.h"
 
@@ -68,8 +67,6 @@ exec_env(struct cmd_ctx *ctx, int argc, char **argv)
 {
 	struct token_opts o = { .min_valid = ctx->cfg.min_valid };
 	struct token_result res;
-	struct store st;
-	struct ml_err err;
 	enum shell sh = default_shell();
 	int c, status;
 
@@ -96,22 +93,11 @@ exec_env(struct cmd_ctx *ctx, int argc, char **argv)
 	if (optind < argc)
 		return cmd_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
 
-	err_clear(&err);
-	if (store_open(&ctx->cfg, &st, &err) != ML_OK)
-		return cmd_fail(ctx, &err);
-	status = token_get_fresh(&ctx->cfg, ctx->verbose, &st, &o, &res, &err);
-	if (status == ML_OK) {
-		if (res.refreshed && st.fell_back)
-			cmd_warn(ctx, "%s; session kept in %s", st.reason, store_describe(&st));
-		if (res.warning[0] != '\0')
-			cmd_warn(ctx, "%s", res.warning);
+	if ((status = cmd_fresh_token(ctx, &o, &res)) == ML_OK) {
 		put_export(sh, "ANTHROPIC_BASE_URL", ctx->cfg.api_base);
 		put_export(sh, "ANTHROPIC_AUTH_TOKEN", res.rec.access_token);
-	} else {
-		status = cmd_fail(ctx, &err);
 	}
 	token_result_free(&res);
-	store_close(&st);
 	return status;
 }
 

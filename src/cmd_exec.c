@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,6 @@
 #include "mlauth/cmd.h"
 #include "mlauth/http.h"
 #include "mlauth/secret.h"
-#include "mlauth/store.h"
 #include "mlauth/token.h"
 #include "mlauth/tokenfmt.h"
 
@@ -42,8 +42,14 @@ static const struct option options[] = {
 static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP };
 #define NFORWARDED	(sizeof forwarded / sizeof forwarded[0])
 
-/* The running child, for the signal handler; 0 when there is none. */
-static volatile sig_atomic_t child_pid;
+/*
+ * For the signal handler, which may run on any thread (libsecret's GDBus
+ * threads take signals too): the child's pid, 0 before it started (signals
+ * are then noted in pending_sigs) and -1 once it has exited.
+ */
+static atomic_int child_pid;
+static atomic_uint pending_sigs;	/* bit N: signal N arrived before the child started */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "signal handlers need lock-free atomics");
 
 /* The child's environment: ours without the two names, then them with our values. */
 struct child_env {
@@ -117,26 +123,15 @@ prepare_env(struct cmd_ctx *ctx, long min_valid, struct child_env *ce)
 {
 	struct token_opts o = { .min_valid = min_valid };
 	struct token_result res;
-	struct store st;
 	struct ml_err err;
 	int status;
 
 	memset(ce, 0, sizeof *ce);
 	err_clear(&err);
-	if (store_open(&ctx->cfg, &st, &err) != ML_OK)
-		return cmd_fail(ctx, &err);
-	status = token_get_fresh(&ctx->cfg, ctx->verbose, &st, &o, &res, &err);
-	if (status == ML_OK) {
-		if (res.refreshed && st.fell_back)
-			cmd_warn(ctx, "%s; session kept in %s", st.reason, store_describe(&st));
-		if (res.warning[0] != '\0')
-			cmd_warn(ctx, "%s", res.warning);
-		status = child_env_build(ce, ctx->cfg.api_base, res.rec.access_token, &err);
-	}
-	if (status != ML_OK)
+	if ((status = cmd_fresh_token(ctx, &o, &res)) == ML_OK &&
+	    (status = child_env_build(ce, ctx->cfg.api_base, res.rec.access_token, &err)) != ML_OK)
 		status = cmd_fail(ctx, &err);
 	token_result_free(&res);
-	store_close(&st);
 	return status;
 }
 
@@ -144,17 +139,33 @@ prepare_env(struct cmd_ctx *ctx, long min_valid, struct child_env *ce)
  * Pass a signal sent to us on to the child.  Not one from the terminal
  * (Ctrl-C, hangup: the kernel, si_code > 0): the terminal sent it to the
  * child's process group as well, and a second Ctrl-C means "quit now" to
- * many programs.  Not one from the child itself either.
+ * many programs.  Not one from the child itself either.  Before the child
+ * exists, any of them is noted for run_child.
+ *
+ * pending_sigs is set before child_pid is read, and run_child sets child_pid
+ * before it takes pending_sigs: whichever clears the bit sends the signal, so
+ * none is lost and none is sent twice.
  */
 static void
 forward_signal(int sig, siginfo_t *info, void *uctx)
 {
-	int saved = errno;
-	pid_t pid = (pid_t)child_pid;
+	int saved = errno, pid;
+	unsigned bit = 1u << sig;
+	bool noted = false;
 
 	(void)uctx;
-	if (pid > 0 && info != NULL && info->si_code <= 0 && info->si_pid != pid)
+	if (atomic_load(&child_pid) == 0) {
+		atomic_fetch_or(&pending_sigs, bit);
+		noted = true;
+	}
+	/* pid 0: run_child sends what was noted; -1: the child is gone. */
+	pid = atomic_load(&child_pid);
+	if (pid > 0 && noted) {
+		if ((atomic_fetch_and(&pending_sigs, ~bit) & bit) != 0)
+			(void)kill(pid, sig);
+	} else if (pid > 0 && info != NULL && info->si_code <= 0 && info->si_pid != pid) {
 		(void)kill(pid, sig);
+	}
 	errno = saved;
 }
 
@@ -177,71 +188,67 @@ spawn_failed(const struct cmd_ctx *ctx, const char *cmd, int rc)
  * Start argv[0] (searched in PATH) with ce's environment, wipe ce, wait for
  * the child while passing signals on, and return its exit status (128 + N
  * when signal N killed it) or ours when it could not be run.
+ *
+ * The handlers go in before the child starts: a signal that came while
+ * posix_spawnp ran would otherwise reach one of libsecret's threads and
+ * main's handler, and be lost.  The child still starts with default
+ * dispositions (POSIX_SPAWN_SETSIGDEF).
  */
 static int
 run_child(const struct cmd_ctx *ctx, char **argv, struct child_env *ce)
 {
 	struct sigaction sa, old_act[NFORWARDED], old_chld, dfl;
 	posix_spawnattr_t attr;
-	sigset_t block, old_mask, to_default;
+	sigset_t to_default;
 	bool handle[NFORWARDED];
 	siginfo_t si;
+	unsigned early;
 	pid_t pid;
 	int rc, ws, status;
 
-	/*
-	 * Until our handlers are in place a signal waits here, so none is lost
-	 * between the start of the child and the first wait.  SIGCHLD must not be
-	 * ignored, or the kernel would reap the child before we see its status.
-	 */
-	sigemptyset(&block);
-	sigemptyset(&to_default);
-	for (size_t i = 0; i < NFORWARDED; i++) {
-		struct sigaction cur;
-
-		/* nohup's SIGHUP stays ignored, for us and for the child. */
-		handle[i] = sigaction(forwarded[i], NULL, &cur) != 0 ||
-		    cur.sa_handler != SIG_IGN;
-		if (handle[i]) {
-			sigaddset(&block, forwarded[i]);
-			sigaddset(&to_default, forwarded[i]);
-		}
-	}
-	sigaddset(&block, SIGCHLD);
-	sigaddset(&to_default, SIGCHLD);
-	if (sigprocmask(SIG_BLOCK, &block, &old_mask) != 0) {
-		child_env_free(ce);
-		perror("mlauth exec: sigprocmask");
-		return ML_EFAIL;
-	}
+	/* SIGCHLD must not be ignored, or the kernel would reap the child unseen. */
 	memset(&dfl, 0, sizeof dfl);
 	dfl.sa_handler = SIG_DFL;
 	sigemptyset(&dfl.sa_mask);
 	if (sigaction(SIGCHLD, &dfl, &old_chld) != 0) {
 		child_env_free(ce);
-		perror("mlauth exec: sigaction");
-		(void)sigprocmask(SIG_SETMASK, &old_mask, NULL);
+		fprintf(stderr, "mlauth %s: sigaction: %s\n", ctx->entry->name, strerror(errno));
 		return ML_EFAIL;
 	}
+	/* GIO ignores SIGPIPE for its sockets: the child must die of it as usual. */
+	sigemptyset(&to_default);
+	sigaddset(&to_default, SIGCHLD);
+	sigaddset(&to_default, SIGPIPE);
+	atomic_store(&child_pid, 0);
+	atomic_store(&pending_sigs, 0u);
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = forward_signal;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < NFORWARDED; i++) {
+		/* nohup's SIGHUP stays ignored, for us and for the child. */
+		handle[i] = sigaction(forwarded[i], NULL, &old_act[i]) == 0 &&
+		    old_act[i].sa_handler != SIG_IGN &&
+		    sigaction(forwarded[i], &sa, NULL) == 0;
+		if (handle[i])
+			sigaddset(&to_default, forwarded[i]);
+	}
 
-	/* Ctrl-C while the token was fetched: the command never starts. */
-	if (http_interrupted) {
+	/* Ctrl-C while the token was fetched, or since: the command never starts. */
+	if (http_interrupted || atomic_load(&pending_sigs) != 0) {
 		child_env_free(ce);
 		cmd_error(ctx, "interrupted");
 		status = ML_EINTR;
 		goto restore;
 	}
-	/* The child starts with our signal mask and default handlers. */
 	if ((rc = posix_spawnattr_init(&attr)) != 0) {
 		child_env_free(ce);
 		fprintf(stderr, "mlauth %s: %s\n", ctx->entry->name, strerror(rc));
 		status = ML_EFAIL;
 		goto restore;
 	}
-	if ((rc = posix_spawnattr_setsigmask(&attr, &old_mask)) != 0 ||
-	    (rc = posix_spawnattr_setsigdefault(&attr, &to_default)) != 0 ||
-	    (rc = posix_spawnattr_setflags(&attr,
-	    POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) != 0) {
+	if ((rc = posix_spawnattr_setsigdefault(&attr, &to_default)) != 0 ||
+	    (rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF)) != 0) {
 		posix_spawnattr_destroy(&attr);
 		child_env_free(ce);
 		fprintf(stderr, "mlauth %s: %s\n", ctx->entry->name, strerror(rc));
@@ -257,15 +264,11 @@ run_child(const struct cmd_ctx *ctx, char **argv, struct child_env *ce)
 		goto restore;
 	}
 
-	child_pid = (sig_atomic_t)pid;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_sigaction = forward_signal;
-	sa.sa_flags = SA_SIGINFO | SA_RESTART;
-	sigemptyset(&sa.sa_mask);
+	atomic_store(&child_pid, (int)pid);
+	early = atomic_exchange(&pending_sigs, 0u);
 	for (size_t i = 0; i < NFORWARDED; i++)
-		if (handle[i] && sigaction(forwarded[i], &sa, &old_act[i]) != 0)
-			handle[i] = false;	/* keeps main's handler: no forwarding, still safe */
-	(void)sigprocmask(SIG_SETMASK, &old_mask, NULL);
+		if ((early & (1u << forwarded[i])) != 0)
+			(void)kill(pid, forwarded[i]);
 
 	/*
 	 * WNOWAIT: the child stays a zombie, so its pid cannot be reused while a
@@ -273,11 +276,7 @@ run_child(const struct cmd_ctx *ctx, char **argv, struct child_env *ce)
 	 */
 	while ((rc = waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT)) != 0 && errno == EINTR)
 		;
-	(void)sigprocmask(SIG_BLOCK, &block, NULL);
-	child_pid = 0;
-	for (size_t i = 0; i < NFORWARDED; i++)
-		if (handle[i])
-			(void)sigaction(forwarded[i], &old_act[i], NULL);
+	atomic_store(&child_pid, -1);
 	if (rc != 0) {
 		fprintf(stderr, "mlauth %s: waiting for %s: %s\n", ctx->entry->name, argv[0],
 		    strerror(errno));
@@ -298,8 +297,11 @@ run_child(const struct cmd_ctx *ctx, char **argv, struct child_env *ce)
 		status = ML_EFAIL;
 	}
 restore:
+	atomic_store(&child_pid, -1);
+	for (size_t i = 0; i < NFORWARDED; i++)
+		if (handle[i])
+			(void)sigaction(forwarded[i], &old_act[i], NULL);
 	(void)sigaction(SIGCHLD, &old_chld, NULL);
-	(void)sigprocmask(SIG_SETMASK, &old_mask, NULL);
 	return status;
 }
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mlauth/cmd.h"
@@ -11,15 +12,20 @@
 #include "mlauth/jwt.h"
 #include "mlauth/oidc.h"
 #include "mlauth/store.h"
+#include "mlauth/term.h"
 #include "mlauth/token.h"
 #include "mlauth/util.h"
 
 extern char **environ;
 
-enum { OPT_NO_BROWSER = 256 };
+enum { OPT_NO_BROWSER = 256, OPT_QR };
+
+/* How often the status line is redrawn while waiting: four times a second. */
+#define FRAME_MS 250
 
 static const struct option options[] = {
 	{ "no-browser", no_argument, NULL, OPT_NO_BROWSER },
+	{ "qr", no_argument, NULL, OPT_QR },
 	{ "force", no_argument, NULL, 'f' },
 	{ NULL, 0, NULL, 0 }
 };
@@ -50,34 +56,125 @@ have_display(void)
 	return (d != NULL && *d != '\0') || (w != NULL && *w != '\0');
 }
 
+/*
+ * While waiting on a terminal: one status line with a spinner and the time
+ * left, redrawn in place and erased before anything else is printed.
+ */
+struct waiting {
+	bool live;		/* stderr is a terminal and not -q */
+	bool shown;		/* the status line is on the screen */
+	unsigned long tick;
+	int64_t deadline;	/* the device code's expiry, util_now() clock */
+};
+
+static int64_t
+monotonic_ms(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+waiting_draw(struct waiting *w)
+{
+	char left[24], line[128];
+	int n, cols = term_columns(STDERR_FILENO);
+
+	(void)term_countdown((long)(w->deadline - util_now()), left, sizeof left);
+	n = snprintf(line, sizeof line, "%s Waiting for approval; the code expires in %s",
+	    term_spinner(w->tick++), left);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof line)
+		n = (int)sizeof line - 1;
+	/* A line that wrapped could not be redrawn in place. */
+	if (cols > 1 && n >= cols)
+		n = cols - 1;
+	fprintf(stderr, "\r%.*s" TERM_ERASE_EOL, n, line);
+	w->shown = true;
+}
+
+static void
+waiting_clear(struct waiting *w)
+{
+	if (w->shown)
+		fputs(TERM_CLEAR_LINE, stderr);
+	w->shown = false;
+}
+
+/* Sleep ms (ML_EINTR on Ctrl-C), redrawing the status line meanwhile when it is live. */
+static int
+waiting_sleep(struct waiting *w, long ms)
+{
+	int64_t end = monotonic_ms() + ms, left;
+	int rc;
+
+	if (!w->live)
+		return cmd_sleep_ms(ms);
+	while ((left = end - monotonic_ms()) > 0) {
+		waiting_draw(w);
+		if ((rc = cmd_sleep_ms(left < FRAME_MS ? (long)left : FRAME_MS)) != ML_OK)
+			return rc;
+	}
+	return ML_OK;
+}
+
+/* Poll until approved, denied, expired or interrupted; the status line is gone after. */
 static int
 poll_until_done(struct cmd_ctx *ctx, const struct http_opts *ho,
-    const struct oidc_provider *p, const struct oidc_device *d, struct oidc_tokens *t,
-    struct ml_err *err)
+    const struct oidc_provider *p, const struct oidc_device *d, struct waiting *w,
+    struct oidc_tokens *t, struct ml_err *err)
 {
 	long interval = d->interval;
-	int64_t deadline = util_now() + d->expires_in;
 	int rc;
 
 	for (;;) {
-		if ((rc = cmd_sleep_ms(interval * 1000)) != ML_OK)
-			return err_set(err, rc, "login interrupted");
-		if (util_now() > deadline)
-			return err_set(err, ML_EFAIL, "the code expired before it was approved: "
+		if ((rc = waiting_sleep(w, interval * 1000)) != ML_OK) {
+			rc = err_set(err, rc, "login interrupted");
+			break;
+		}
+		if (util_now() > w->deadline) {
+			rc = err_set(err, ML_EFAIL, "the code expired before it was approved: "
 			    "run mlauth login again");
+			break;
+		}
+		if (ctx->verbose >= 2)
+			waiting_clear(w);	/* the HTTP trace gets lines of its own */
 		rc = oidc_device_poll(ho, p, ctx->cfg.client_id, d, t, err);
 		if (rc == OIDC_PENDING)
 			continue;
 		if (rc == OIDC_SLOW_DOWN) {
 			/* RFC 8628 3.5: every slow_down adds five seconds for good. */
 			interval += 5;
-			if (ctx->verbose)
+			if (ctx->verbose) {
+				waiting_clear(w);
 				cmd_info(ctx, "provider asked to slow down: polling every %lds",
 				    interval);
+			}
 			continue;
 		}
-		return rc;
+		break;
 	}
+	waiting_clear(w);
+	return rc;
+}
+
+/* The link as a QR code for a phone's camera; a link too long for one is only a warning. */
+static void
+print_qr(const struct cmd_ctx *ctx, const char *url)
+{
+	struct ml_err err;
+	char *qr;
+
+	err_clear(&err);
+	if (term_qr(url, &qr, &err) != ML_OK) {
+		cmd_warn(ctx, "%s", err.msg);
+		return;
+	}
+	fprintf(stderr, "%s\n", qr);
+	free(qr);
 }
 
 /* A session exists that needs no login: the access token or its refresh works. */
@@ -135,8 +232,9 @@ exec_login(struct cmd_ctx *ctx, int argc, char **argv)
 	struct record r, fresh;
 	struct store st;
 	struct ml_err err;
-	bool browser = true, force = false, store_open_ok = false;
-	const char *scope;
+	struct waiting w;
+	bool browser = true, force = false, qr = false, store_open_ok = false;
+	const char *scope, *url, *bold, *plain;
 	int c, status;
 
 	while ((c = cmd_getopt(ctx, argc, argv, &status)) != -1) {
@@ -145,6 +243,9 @@ exec_login(struct cmd_ctx *ctx, int argc, char **argv)
 			return status;
 		case OPT_NO_BROWSER:
 			browser = false;
+			break;
+		case OPT_QR:
+			qr = true;
 			break;
 		case 'f':
 			force = true;
@@ -190,18 +291,29 @@ exec_login(struct cmd_ctx *ctx, int argc, char **argv)
 	if (status != ML_OK)
 		goto fail;
 
-	/* The prompt is for a person: stderr, so stdout stays clean for scripts. */
-	fprintf(stderr, "To log in, open this link in a browser (on any device):\n\n  %s\n\n",
-	    d.verification_uri_complete ? d.verification_uri_complete : d.verification_uri);
-	fprintf(stderr, "and check that it shows the code %s\n", d.user_code);
+	/*
+	 * The prompt is for a person: stderr, so stdout stays clean for scripts.
+	 * Link and code are the point of login, so -q keeps them.
+	 */
+	url = d.verification_uri_complete ? d.verification_uri_complete : d.verification_uri;
+	bold = ctx->color ? TERM_BOLD : "";
+	plain = ctx->color ? TERM_RESET : "";
+	fprintf(stderr, "To log in, open this link in a browser (on any device):\n\n  %s%s%s\n\n",
+	    bold, url, plain);
+	if (qr)
+		print_qr(ctx, url);
+	fprintf(stderr, "and check that it shows the code %s%s%s\n", bold, d.user_code, plain);
 	if (d.verification_uri_complete != NULL)
 		fprintf(stderr, "(or go to %s and type the code).\n", d.verification_uri);
 	if (browser && have_display())
-		open_browser(d.verification_uri_complete ? d.verification_uri_complete :
-		    d.verification_uri);
-	fprintf(stderr, "Waiting for approval...\n");
+		open_browser(url);
+	memset(&w, 0, sizeof w);
+	w.deadline = util_now() + d.expires_in;
+	w.live = !ctx->quiet && term_live(STDERR_FILENO);
+	if (!ctx->quiet && !w.live)
+		fprintf(stderr, "Waiting for approval...\n");
 
-	if ((status = poll_until_done(ctx, &ho, &p, &d, &t, &err)) != ML_OK)
+	if ((status = poll_until_done(ctx, &ho, &p, &d, &w, &t, &err)) != ML_OK)
 		goto fail;
 	if ((status = token_store_answer(&ctx->cfg, &st, &t, NULL, &fresh, &err)) != ML_OK)
 		goto fail;
@@ -223,10 +335,11 @@ out:
 const struct cmd_entry cmd_login_entry = {
 	.name = "login",
 	.summary = "log in with the device flow; tokens kept in the keyring",
-	.usage = "[--no-browser] [--force]",
+	.usage = "[--no-browser] [--qr] [--force]",
 	.help =
 	    "Options:\n"
 	    "      --no-browser  never open a browser; just print the link and code\n"
+	    "      --qr          also draw the link as a QR code, for a phone's camera\n"
 	    "  -f, --force       log in again even when the current session still works\n"
 	    "\nShows a link and a code; approve them in any browser (this works over SSH).\n"
 	    "The tokens go to the Secret Service (GNOME Keyring, KWallet, KeePassXC), or to\n"

@@ -3,7 +3,6 @@
 #include <string.h>
 
 #include "mlauth/cmd.h"
-#include "mlauth/store.h"
 #include "mlauth/token.h"
 #include "mlauth/tokenfmt.h"
 #include "mlauth/util.h"
@@ -14,8 +13,6 @@ exec_token(struct cmd_ctx *ctx, int argc, char **argv)
 	struct token_args a = { .fmt = TOKENFMT_PLAIN, .min_valid = -1 };
 	struct token_opts o;
 	struct token_result res;
-	struct store st;
-	struct ml_err err;
 	int c, status;
 
 	while ((c = cmd_getopt(ctx, argc, argv, &status)) != -1) {
@@ -32,22 +29,11 @@ exec_token(struct cmd_ctx *ctx, int argc, char **argv)
 	o.min_valid = a.min_valid >= 0 ? a.min_valid : ctx->cfg.min_valid;
 	o.no_refresh = a.no_refresh;
 
-	err_clear(&err);
-	if (store_open(&ctx->cfg, &st, &err) != ML_OK)
-		return cmd_fail(ctx, &err);
-	status = token_get_fresh(&ctx->cfg, ctx->verbose, &st, &o, &res, &err);
-	if (status == ML_OK) {
-		if (res.refreshed && st.fell_back)
-			cmd_warn(ctx, "%s; session kept in %s", st.reason, store_describe(&st));
-		if (res.warning[0] != '\0')
-			cmd_warn(ctx, "%s", res.warning);
-		status = tokenfmt_write(stdout, a.fmt, res.rec.access_token, res.rec.expires_at,
-		    util_now(), res.rec.token_type) == 0 ? ML_OK : ML_EFAIL;
-	} else {
-		status = cmd_fail(ctx, &err);
-	}
+	if ((status = cmd_fresh_token(ctx, &o, &res)) == ML_OK &&
+	    tokenfmt_write(stdout, a.fmt, res.rec.access_token, res.rec.expires_at,
+	    util_now(), res.rec.token_type) != 0)
+		status = ML_EFAIL;	/* main reports the write error */
 	token_result_free(&res);
-	store_close(&st);
 	return status;
 }
 

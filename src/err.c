@@ -7,15 +7,21 @@
 int
 err_set(struct ml_err *e, int code, const char *fmt, ...)
 {
+	char buf[sizeof e->msg];
 	va_list ap;
 
 	if (e == NULL)
 		return code;
 	e->code = code;
 	va_start(ap, fmt);
-	/* Truncation of a message is harmless: it is for a human. */
-	(void)vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+	/*
+	 * Into a copy first: callers may pass e->msg itself as an argument
+	 * ("...: %s", err->msg), and vsnprintf must not read what it writes.
+	 * Truncation of a message is harmless: it is for a human.
+	 */
+	(void)vsnprintf(buf, sizeof buf, fmt, ap);
 	va_end(ap);
+	memcpy(e->msg, buf, sizeof buf);
 	return code;
 }
 

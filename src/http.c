@@ -454,8 +454,14 @@ http_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 		x->decided = true;
 	}
 	if (x->stream) {
-		int rc = x->req->on_chunk(ptr, n, x->req->chunk_arg);
+		int rc;
 
+		/* Printed as it arrives, yet a server that never ends must still be stopped. */
+		if (n > (size_t)HTTP_MAX_STREAM - r->len) {
+			x->too_large = true;
+			return 0;
+		}
+		rc = x->req->on_chunk(ptr, n, x->req->chunk_arg);
 		if (rc != 0) {
 			x->chunk_rc = rc;
 			return 0;
@@ -861,7 +867,7 @@ http_perform(const struct http_opts *o, const struct http_request *req,
 			rc = err_set(err, ML_EFAIL, "out of memory reading the answer from %s", origin);
 		else if (x.too_large || cc == CURLE_FILESIZE_EXCEEDED)
 			rc = err_set(err, ML_ENET, "response from %s too large (over %d MiB)",
-			    origin, HTTP_MAX_BODY / (1024 * 1024));
+			    origin, (x.stream ? HTTP_MAX_STREAM : HTTP_MAX_BODY) / (1024 * 1024));
 		else if (x.headers_too_large)
 			rc = err_set(err, ML_ENET, "response headers from %s too large", origin);
 		else if (cc == CURLE_ABORTED_BY_CALLBACK && http_interrupted)

@@ -27,6 +27,7 @@ static const struct cmd_entry *const commands[] = {
 	&cmd_env_entry,
 	&cmd_exec_entry,
 	&cmd_config_entry,
+	&cmd_doctor_entry,
 	NULL
 };
 
@@ -106,11 +107,18 @@ catch_interrupts(void)
 {
 	struct sigaction sa;
 
+	static const int sigs[] = { SIGINT, SIGTERM };
+	struct sigaction old;
+
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_interrupt;
 	sigemptyset(&sa.sa_mask);
-	(void)sigaction(SIGINT, &sa, NULL);
-	(void)sigaction(SIGTERM, &sa, NULL);
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+		/* A signal ignored by our parent (`cmd &` in a script) stays ignored. */
+		if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+			continue;
+		(void)sigaction(sigs[i], &sa, NULL);
+	}
 }
 
 static bool
@@ -174,8 +182,11 @@ main(int argc, char **argv)
 		return unknown_command(argv[0]);
 
 	ctx.color = want_color(g.no_color);
-	/* --help needs no settings: a broken config file must not hide the usage. */
-	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+	/*
+	 * --help needs no settings: a broken config file must not hide the usage.
+	 * Only up to the first operand: `exec CMD --help` is CMD's business.
+	 */
+	for (int i = 1; i < argc && argv[i][0] == '-' && strcmp(argv[i], "--") != 0; i++)
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			cmd_print_help(ctx.entry, stdout);
 			return finish_stdout(ML_OK);

@@ -31,12 +31,16 @@ secret_free(char *s)
 void
 secret_protect_process(void)
 {
-	struct rlimit no_core = { 0, 0 };
+	struct rlimit core;
 
 	/*
 	 * Best effort: a core file or a ptrace by another process of the same
-	 * user would expose the tokens.  Failure leaves us no worse off.
+	 * user would expose the tokens.  Failure leaves us no worse off.  Only
+	 * the soft limit: children of `mlauth exec` may raise it again.
 	 */
-	(void)setrlimit(RLIMIT_CORE, &no_core);
+	if (getrlimit(RLIMIT_CORE, &core) == 0) {
+		core.rlim_cur = 0;
+		(void)setrlimit(RLIMIT_CORE, &core);
+	}
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }

@@ -7,6 +7,7 @@
  * so what is checked is what is read), and a file or directory that someone
  * else owns or can read is refused with the command that fixes it.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
@@ -17,6 +18,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mlauth/config.h"
@@ -27,6 +29,8 @@
 
 /* How often to retry a temp name that exists already (practically never). */
 #define TEMP_TRIES	8
+/* A temp file this old belongs to no live writer (a save takes milliseconds). */
+#define TEMP_STALE_SECS	60
 
 /* "a/b" from a and b; NULL when memory runs out. */
 static char *
@@ -409,6 +413,41 @@ out:
 }
 
 /*
+ * Remove the DIR/.BASE.<16 hex>.tmp files of writers that were killed before
+ * their rename: each holds a whole record, tokens included.  Only those older
+ * than TEMP_STALE_SECS (another process may be writing one right now), or
+ * all of them (logout).  Best effort: what cannot be removed stays 0600 in
+ * a 0700 directory.
+ */
+static void
+temp_sweep(const char *dir, const char *base, bool all)
+{
+	size_t bl = strlen(base), nl;
+	time_t now = time(NULL);
+	struct dirent *de;
+	struct stat st;
+	const char *n;
+	DIR *d;
+
+	if ((d = opendir(dir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		n = de->d_name;
+		nl = strlen(n);
+		if (nl != bl + 22 || n[0] != '.' || strncmp(n + 1, base, bl) != 0 ||
+		    n[bl + 1] != '.' || strspn(n + bl + 2, "0123456789abcdef") != 16 ||
+		    strcmp(n + bl + 18, ".tmp") != 0)
+			continue;
+		if (fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+		    st.st_uid != geteuid())
+			continue;
+		if (all || now - st.st_mtime > TEMP_STALE_SECS)
+			(void)unlinkat(dirfd(d), n, 0);
+	}
+	(void)closedir(d);
+}
+
+/*
  * Remove a temp file that may hold a record, closing fd (-1 when closed).
  * It is emptied first so that, should the unlink fail, no token stays behind.
  */
@@ -479,6 +518,7 @@ store_file_save(const char *path, const char *json, struct ml_err *err)
 		rc = err_set(err, ML_ESTORE, "cannot sync %s: %s", dir, strerror(errno));
 		goto out;
 	}
+	temp_sweep(dir, base, false);
 	rc = ML_OK;
 out:
 	/* Already failing: a failed clean-up has nothing better to report. */
@@ -494,20 +534,27 @@ out:
 int
 store_file_delete(const char *path, bool *found, struct ml_err *err)
 {
-	char *dir;
+	const char *base = strrchr(path, '/') != NULL ? strrchr(path, '/') + 1 : path;
+	char *dir = path_dir(path);
+	int saved;
 
 	*found = false;
+	/* What a killed writer left behind holds tokens too: logout takes it all. */
+	if (dir != NULL)
+		temp_sweep(dir, base, true);
 	if (unlink(path) != 0) {
-		if (errno == ENOENT)
+		saved = errno;
+		free(dir);
+		if (saved == ENOENT)
 			return ML_OK;
-		return err_set(err, ML_ESTORE, "cannot remove %s: %s", path, strerror(errno));
+		return err_set(err, ML_ESTORE, "cannot remove %s: %s", path, strerror(saved));
 	}
 	*found = true;
 	/*
 	 * Best effort: the file is gone for every reader already; a failed sync
 	 * only means a crash could bring it back, which is no reason to fail logout.
 	 */
-	if ((dir = path_dir(path)) != NULL)
+	if (dir != NULL)
 		(void)fsync_dir(dir);
 	free(dir);
 	return ML_OK;

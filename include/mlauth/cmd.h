@@ -27,6 +27,7 @@ struct cmd_entry {
 };
 
 extern const struct cmd_entry cmd_config_entry;
+extern const struct cmd_entry cmd_doctor_entry;
 extern const struct cmd_entry cmd_env_entry;
 extern const struct cmd_entry cmd_exec_entry;
 extern const struct cmd_entry cmd_login_entry;
@@ -59,6 +60,15 @@ void cmd_info(const struct cmd_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Sleep ms milliseconds; ML_EINTR as soon as Ctrl-C (or SIGTERM) arrives. */
 int cmd_sleep_ms(long ms);
+struct token_opts;
+struct token_result;
+/*
+ * A token per o, with the warnings a user should see (store fallback,
+ * provider unreachable) printed and any failure reported: the status to exit
+ * with.  token_result_free *res either way.
+ */
+int cmd_fresh_token(const struct cmd_ctx *ctx, const struct token_opts *o,
+    struct token_result *res);
 /* Report a module's error and return its code (the exit status). */
 int cmd_fail(const struct cmd_ctx *ctx, const struct ml_err *err);
 

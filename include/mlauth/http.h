@@ -9,6 +9,8 @@
 #include "mlauth/err.h"
 
 #define HTTP_MAX_BODY	(4 * 1024 * 1024)
+/* A streamed (on_chunk) 2xx body: never held in memory, but not endless either. */
+#define HTTP_MAX_STREAM	(64 * 1024 * 1024)
 
 struct http_opts {
 	long timeout;		/* total seconds (0: 30); connect timeout is min(10, timeout) */
@@ -39,7 +41,8 @@ struct http_request {
 	 * Stream the body instead of collecting it, but only when the status is
 	 * 2xx: any other answer is collected into resp->body as usual (size cap
 	 * included), so its error can be parsed.  Check resp->body == NULL to
-	 * tell which happened.  The total timeout still applies: pass a larger
+	 * tell which happened.  A stream longer than HTTP_MAX_STREAM fails like
+	 * a collected body over HTTP_MAX_BODY.  The total timeout still applies: pass a larger
 	 * one for long streams (the low-speed limit catches a stalled server).
 	 */
 	http_chunk_fn on_chunk;

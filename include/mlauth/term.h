@@ -10,7 +10,8 @@
 /* SGR and line control; print them only where term_live (or ctx->color) allows. */
 #define TERM_BOLD	"\033[1m"
 #define TERM_RESET	"\033[0m"
-#define TERM_CLEAR_LINE	"\r\033[K"	/* back to column 0, erase to the end */
+#define TERM_ERASE_EOL	"\033[K"	/* erase from the cursor to the end of the line */
+#define TERM_CLEAR_LINE	"\r" TERM_ERASE_EOL	/* back to column 0, erase the line */
 
 /*
  * fd is a terminal that understands \r and erase-line (TERM is not "dumb"):

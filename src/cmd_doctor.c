@@ -1,0 +1,896 @@
+/*
+ * cmd_doctor.c: `mlauth doctor`: check the set-up piece by piece and say what
+ * to fix.  Every finding is one check (ok, warn or fail, what was found, the
+ * fix); the checks only read, except for a dummy kernel-keyring entry that is
+ * removed again and one tiny authenticated request to the messages API.
+ *
+ * Never a secret in the output: tokens stay inside the record and the
+ * request, ANTHROPIC_* keys are named but not shown, and the user info of
+ * every URL (proxies included) is masked.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "mlauth/cache.h"
+#include "mlauth/cmd.h"
+#include "mlauth/http.h"
+#include "mlauth/jwt.h"
+#include "mlauth/messages.h"
+#include "mlauth/oidc.h"
+#include "mlauth/record.h"
+#include "mlauth/store.h"
+#include "mlauth/token.h"
+#include "mlauth/util.h"
+
+#define DOCTOR_MAX_CHECKS	24
+#define DOCTOR_SKEW_MAX		60	/* seconds of clock skew tolerated */
+#define DOCTOR_TOKEN_MARGIN	30	/* seconds: a token closer to expiry is not used */
+#define DOCTOR_CA_MAX		(8 * 1024 * 1024)	/* larger CA bundles are not read */
+#define PEM_CERT		"-----BEGIN CERTIFICATE-----"
+
+static const struct option options[] = {
+	{ "json", no_argument, NULL, 'j' },
+	{ NULL, 0, NULL, 0 }
+};
+
+enum verdict { CHECK_OK, CHECK_WARN, CHECK_FAIL };
+
+static const char *const verdict_name[] = { "ok", "warn", "fail" };
+static const char *const verdict_color[] = { "32", "33", "31" };
+
+struct check {
+	const char *name;
+	enum verdict status;
+	char detail[1024];
+	char fix[512];		/* "" when there is nothing to do */
+};
+
+struct doctor {
+	struct cmd_ctx *ctx;
+	const struct config *cfg;
+	struct check checks[DOCTOR_MAX_CHECKS];
+	struct check spare;	/* written when the table is full; never shown */
+	size_t n;
+	struct http_opts ho;
+	struct ml_err http_err;	/* why http_global_init failed */
+	bool http_ready;
+	struct store st;
+	bool store_ready;
+	struct oidc_provider p;
+	bool discovered;
+	int64_t discovered_at;	/* local clock when discovery answered */
+	struct record rec;
+	bool logged_in;
+};
+
+/* ---- collecting findings ---- */
+
+/* Control bytes (an environment value may hold any) become '?': a line stays one line. */
+static void
+printable(char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = '?';
+}
+
+static void
+vformat(char *buf, size_t len, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static void
+vformat(char *buf, size_t len, const char *fmt, va_list ap)
+{
+	int n = vsnprintf(buf, len, fmt, ap);
+
+	if (n < 0)
+		(void)snprintf(buf, len, "(cannot format)");
+	else if ((size_t)n >= len && len > 4)
+		memcpy(buf + len - 4, "...", 4);	/* cut, and visibly so */
+	printable(buf);
+}
+
+static struct check *
+check_add(struct doctor *d, const char *name, enum verdict v, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static struct check *
+check_add(struct doctor *d, const char *name, enum verdict v, const char *fmt, ...)
+{
+	struct check *c = d->n < DOCTOR_MAX_CHECKS ? &d->checks[d->n++] : &d->spare;
+	va_list ap;
+
+	memset(c, 0, sizeof *c);
+	c->name = name;
+	c->status = v;
+	va_start(ap, fmt);
+	vformat(c->detail, sizeof c->detail, fmt, ap);
+	va_end(ap);
+	return c;
+}
+
+static void
+check_fix(struct check *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+check_fix(struct check *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vformat(c->fix, sizeof c->fix, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * A URL (or a proxy's "host:port") with its user info replaced by "***", the
+ * scheme and the rest as they were: "user:pw@proxy:3128" becomes "***@proxy:3128".
+ */
+static void
+mask_url(const char *url, char *out, size_t len)
+{
+	const char *auth, *end, *at = NULL, *p;
+
+	if (url == NULL) {
+		(void)snprintf(out, len, "(none)");
+		return;
+	}
+	p = strstr(url, "://");
+	auth = p != NULL ? p + 3 : url;
+	end = auth + strcspn(auth, "/?#");
+	/* The last '@' ends the user info: a password may hold '@' too. */
+	for (p = auth; p < end; p++)
+		if (*p == '@')
+			at = p;
+	if (at == NULL)
+		(void)snprintf(out, len, "%s", url);
+	else
+		(void)snprintf(out, len, "%.*s***%s", (int)(auth - url), url, at);
+	printable(out);
+}
+
+static const char *
+value_or(const char *v, const char *none)
+{
+	return v != NULL && v[0] != '\0' ? v : none;
+}
+
+/* "(default)" or "(from env MLAUTH_ISSUER)": where a setting came from, into buf. */
+static const char *
+from(const char *source, char *buf, size_t len)
+{
+	if (source == NULL || source[0] == '\0' || strcmp(source, "default") == 0)
+		(void)snprintf(buf, len, "(default)");
+	else
+		(void)snprintf(buf, len, "(from %s)", source);
+	return buf;
+}
+
+/* ---- settings ---- */
+
+static void
+check_settings(struct doctor *d)
+{
+	static const enum config_key shown[] = {
+		CONFIG_ISSUER, CONFIG_CLIENT_ID, CONFIG_API_BASE, CONFIG_STORE, CONFIG_CA_FILE
+	};
+	const struct config *cfg = d->cfg;
+	char v[600], src[300];
+
+	check_add(d, "config", CHECK_OK, "profile %s %s; config file %s (%s)", cfg->profile,
+	    from(cfg->profile_source, src, sizeof src), value_or(cfg->file, "(none)"),
+	    cfg->file_exists ? "read" : "not present: defaults and environment only");
+	for (size_t i = 0; i < sizeof shown / sizeof shown[0]; i++) {
+		enum config_key k = shown[i];
+		const struct config_value *cv = &cfg->v[k];
+
+		if (k == CONFIG_ISSUER || k == CONFIG_API_BASE)
+			mask_url(cv->value, v, sizeof v);
+		else
+			(void)snprintf(v, sizeof v, "%s", value_or(cv->value, "not set"));
+		check_add(d, config_key_name(k), CHECK_OK, "%s %s", v,
+		    from(cv->source, src, sizeof src));
+	}
+}
+
+/* ---- where the session is kept ---- */
+
+static void
+check_secret_service(struct doctor *d)
+{
+	const struct config *cfg = d->cfg;
+	struct ml_err err, probe;
+	struct check *c;
+
+	err_clear(&err);
+	err_clear(&probe);
+	if (store_open(cfg, &d->st, &err) != ML_OK) {
+		c = check_add(d, "secret_service", CHECK_FAIL, "%s", err.msg);
+		if (cfg->store == CONFIG_STORE_SECRET)
+			check_fix(c, "start a Secret Service (GNOME Keyring, KWallet, "
+			    "KeePassXC) in this session and unlock it, or set store=auto or "
+			    "store=file");
+		else
+			check_fix(c, "make $XDG_STATE_HOME/mlauth a directory of yours that only "
+			    "you can enter, or start a Secret Service");
+		return;
+	}
+	d->store_ready = true;
+	switch (cfg->store) {
+	case CONFIG_STORE_SECRET:
+		check_add(d, "secret_service", CHECK_OK, "answers on the session bus; "
+		    "sessions are kept there (store=secret-service)");
+		break;
+	case CONFIG_STORE_AUTO:
+		if (!d->st.fell_back) {
+			check_add(d, "secret_service", CHECK_OK, "answers on the session bus; "
+			    "sessions are kept there (store=auto)");
+			break;
+		}
+		c = check_add(d, "secret_service", CHECK_WARN, "not reachable (%s): store=auto "
+		    "falls back to the %s", d->st.reason, store_describe(&d->st));
+		check_fix(c, "start a Secret Service (e.g. gnome-keyring-daemon) in this "
+		    "session, or set store=file to keep the file on purpose");
+		break;
+	case CONFIG_STORE_FILE:
+		if (store_secret_probe(&probe) == ML_OK)
+			check_add(d, "secret_service", CHECK_OK, "answers on the session bus, but "
+			    "store=file keeps sessions in the %s", store_describe(&d->st));
+		else
+			check_add(d, "secret_service", CHECK_OK, "not reachable (%s); not needed: "
+			    "store=file keeps sessions in the %s", probe.msg,
+			    store_describe(&d->st));
+		break;
+	}
+}
+
+/* ---- the kernel keyring behind `mlauth token`'s fast path ---- */
+
+static void
+check_kernel_keyring(struct doctor *d)
+{
+	const struct config *cfg = d->cfg;
+	static const char dummy[] = "mlauth-doctor-probe";
+	struct cache_entry e;
+	unsigned rnd = 0;
+	char profile[64];
+	int64_t now = util_now();
+	const char *why = NULL;
+	int saved = 0;
+	struct check *c;
+
+	if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
+		rnd = (unsigned)now;
+	/*
+	 * A name no real profile has, so a concurrent mlauth never sees it; the
+	 * key times out in a minute should we die before removing it.
+	 */
+	(void)snprintf(profile, sizeof profile, "doctor-%ld-%08x", (long)getpid(), rnd);
+	errno = 0;
+	if (cache_put(profile, cfg->issuer, "mlauth-doctor", dummy, now + 60, now) != 0) {
+		saved = errno;
+		why = "cannot add a key";
+	} else {
+		if (cache_get(profile, cfg->issuer, "mlauth-doctor", &e) != 0)
+			why = "a key just added cannot be read back";
+		else if (e.token == NULL || strcmp(e.token, dummy) != 0)
+			why = "a key just added reads back different";
+		cache_entry_free(&e);
+		cache_remove(profile, cfg->issuer, "mlauth-doctor");
+		if (why == NULL && cache_get(profile, cfg->issuer, "mlauth-doctor", &e) == 0) {
+			cache_entry_free(&e);
+			why = "a key cannot be removed";
+		}
+	}
+	if (why != NULL) {
+		c = check_add(d, "kernel_keyring", CHECK_WARN, "not usable (%s%s%s): tokens then "
+		    "come from the %s on every call (slower)", why, saved != 0 ? ": " : "",
+		    saved != 0 ? strerror(saved) : "",
+		    d->store_ready && d->st.backend == STORE_FILE ? "session file" : "keyring");
+		check_fix(c, "optional: allow the keyctl and add_key system calls (a container's "
+		    "seccomp profile may forbid them)");
+		return;
+	}
+	if (cache_get(cfg->profile, cfg->issuer, cfg->client_id, &e) == 0) {
+		char at[32];
+
+		util_format_time(e.expires_at, at, sizeof at);
+		check_add(d, "kernel_keyring", CHECK_OK, "usable; the current access token is "
+		    "cached until %s (mlauth token serves it without D-Bus)", at);
+	} else {
+		check_add(d, "kernel_keyring", CHECK_OK, "usable; no token cached yet (the next "
+		    "mlauth token fills it)");
+	}
+	cache_entry_free(&e);
+}
+
+/* ---- the identity provider ---- */
+
+static bool
+http_ready(struct doctor *d)
+{
+	if (!d->http_ready && d->http_err.code == ML_OK) {
+		if (http_global_init(&d->http_err) == ML_OK)
+			d->http_ready = true;
+		else if (d->http_err.code == ML_OK)
+			d->http_err.code = ML_EFAIL;
+	}
+	return d->http_ready;
+}
+
+static void
+check_discovery(struct doctor *d)
+{
+	const struct config *cfg = d->cfg;
+	char origin[256];
+	struct ml_err err;
+	struct check *c;
+	int rc;
+
+	err_clear(&err);
+	if (!http_ready(d)) {
+		c = check_add(d, "discovery", CHECK_FAIL, "%s", d->http_err.msg);
+		check_fix(c, "reinstall libcurl");
+		return;
+	}
+	http_url_origin(cfg->issuer, origin, sizeof origin);
+	if ((rc = oidc_discover(&d->ho, cfg->issuer, &d->p, &err)) != ML_OK) {
+		c = check_add(d, "discovery", CHECK_FAIL, "%s", err.msg);
+		if (rc == ML_ENET)
+			check_fix(c, "check that %s is up and reachable from here (see the "
+			    "tls and proxy checks), and the issuer setting", origin);
+		else if (rc == ML_EINTR)
+			check_fix(c, "run mlauth doctor again");
+		else
+			check_fix(c, "set issuer to exactly the URL the provider names as its "
+			    "issuer (https://HOST/realms/REALM)");
+		return;
+	}
+	d->discovered = true;
+	d->discovered_at = util_now();
+	check_add(d, "discovery", CHECK_OK, "%s answers and names itself as the issuer; "
+	    "device flow and token endpoints%s", origin,
+	    d->p.revocation_endpoint != NULL ? ", revocation too" : ", no revocation endpoint");
+}
+
+/* ---- TLS ---- */
+
+/* A CA bundle: a readable regular file holding PEM certificates. */
+static void
+check_ca_file(struct doctor *d, const char *path, const char *from, const char *fix)
+{
+	struct check *c;
+	struct stat sb;
+	char *buf = NULL;
+	size_t len = 0, certs = 0;
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
+		c = check_add(d, "tls", CHECK_FAIL, "CA file %s (from %s) cannot be read: %s",
+		    path, from, strerror(errno));
+		check_fix(c, "%s", fix);
+		return;
+	}
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		c = check_add(d, "tls", CHECK_FAIL, "CA file %s (from %s) is not a regular file",
+		    path, from);
+		check_fix(c, "%s", fix);
+		goto out;
+	}
+	if (sb.st_size > DOCTOR_CA_MAX || (buf = malloc((size_t)sb.st_size + 1)) == NULL) {
+		check_add(d, "tls", CHECK_OK, "CA file %s (from %s): %lld bytes, not inspected",
+		    path, from, (long long)sb.st_size);
+		goto out;
+	}
+	while (len < (size_t)sb.st_size) {
+		n = read(fd, buf + len, (size_t)sb.st_size - len);
+		if (n > 0)
+			len += (size_t)n;
+		else if (n == 0 || errno != EINTR)
+			break;
+	}
+	buf[len] = '\0';
+	for (const char *p = buf; (p = strstr(p, PEM_CERT)) != NULL; p += sizeof PEM_CERT - 1)
+		certs++;
+	if (certs == 0) {
+		c = check_add(d, "tls", CHECK_FAIL, "CA file %s (from %s) holds no PEM "
+		    "certificate (" PEM_CERT ")", path, from);
+		check_fix(c, "%s (convert a DER certificate with: openssl x509 -inform der "
+		    "-in CERT -out CERT.pem)", fix);
+	} else {
+		check_add(d, "tls", CHECK_OK, "CA file %s (from %s): %zu certificate%s", path,
+		    from, certs, certs == 1 ? "" : "s");
+	}
+out:
+	free(buf);
+	close(fd);
+}
+
+static void
+check_tls(struct doctor *d)
+{
+	const struct config *cfg = d->cfg;
+	const char *bundle = getenv("CURL_CA_BUNDLE"), *file = getenv("SSL_CERT_FILE");
+	const char *dir = getenv("SSL_CERT_DIR");
+	char from[300];
+	size_t first = d->n;
+	struct stat sb;
+	struct check *c;
+
+	/* The same order as http.c: the setting, CURL_CA_BUNDLE, SSL_CERT_FILE/DIR, libcurl's. */
+	if (cfg->ca_file != NULL && cfg->ca_file[0] != '\0') {
+		(void)snprintf(from, sizeof from, "setting ca_file, %s",
+		    cfg->v[CONFIG_CA_FILE].source);
+		check_ca_file(d, cfg->ca_file, from, "set ca_file to a PEM file of your CA "
+		    "certificates, or unset it");
+	} else if (bundle != NULL && bundle[0] != '\0') {
+		check_ca_file(d, bundle, "CURL_CA_BUNDLE", "point CURL_CA_BUNDLE at a PEM "
+		    "bundle, or unset it");
+	} else if ((file != NULL && file[0] != '\0') || (dir != NULL && dir[0] != '\0')) {
+		if (file != NULL && file[0] != '\0')
+			check_ca_file(d, file, "SSL_CERT_FILE", "point SSL_CERT_FILE at a PEM "
+			    "bundle, or unset it");
+		if (dir != NULL && dir[0] != '\0') {
+			if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode) ||
+			    access(dir, R_OK | X_OK) != 0) {
+				c = check_add(d, "tls", CHECK_FAIL, "CA directory %s (from "
+				    "SSL_CERT_DIR) is not a readable directory", dir);
+				check_fix(c, "point SSL_CERT_DIR at a directory of hashed CA "
+				    "certificates (c_rehash), or unset it");
+			} else {
+				check_add(d, "tls", CHECK_OK, "CA directory %s (from "
+				    "SSL_CERT_DIR)", dir);
+			}
+		}
+	} else {
+		check_add(d, "tls", CHECK_OK, "system default CA certificates (libcurl's own; "
+		    "no ca_file, CURL_CA_BUNDLE, SSL_CERT_FILE or SSL_CERT_DIR)");
+	}
+	/* Said once, on the first TLS line: whether TLS is in play at all. */
+	if (d->n > first && strncmp(cfg->issuer, "https://", 8) != 0 &&
+	    strncmp(cfg->api_base, "https://", 8) != 0) {
+		struct check *t = &d->checks[first];
+		size_t l = strlen(t->detail);
+
+		(void)snprintf(t->detail + l, sizeof t->detail - l, "; not used here: issuer "
+		    "and api_base are plain http on this machine");
+	}
+}
+
+/* ---- proxies ---- */
+
+static void
+check_proxy(struct doctor *d)
+{
+	/* libcurl reads these itself; plain HTTP_PROXY only in lower case (httpoxy). */
+	static const char *const vars[] = {
+		"https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy",
+		"ALL_PROXY", "no_proxy", "NO_PROXY", NULL
+	};
+	char list[900], shown[400];
+	size_t len = 0;
+	bool any_proxy = false, upper_http = false;
+	int n;
+
+	list[0] = '\0';
+	for (const char *const *v = vars; *v != NULL; v++) {
+		const char *val = getenv(*v);
+
+		if (val == NULL || val[0] == '\0')
+			continue;
+		if (strstr(*v, "no_proxy") != NULL || strstr(*v, "NO_PROXY") != NULL) {
+			(void)snprintf(shown, sizeof shown, "%s", val);
+			printable(shown);
+		} else {
+			mask_url(val, shown, sizeof shown);
+			any_proxy = true;
+		}
+		if (strcmp(*v, "HTTP_PROXY") == 0 && getenv("http_proxy") == NULL)
+			upper_http = true;
+		n = snprintf(list + len, sizeof list - len, "%s%s=%s", len > 0 ? ", " : "",
+		    *v, shown);
+		if (n < 0 || (size_t)n >= sizeof list - len)
+			break;	/* check_add marks the cut */
+		len += (size_t)n;
+	}
+	if (len == 0)
+		check_add(d, "proxy", CHECK_OK, "no proxy variables set: direct connections");
+	else
+		check_add(d, "proxy", CHECK_OK, "%s%s%s", list,
+		    any_proxy ? "" : " (no proxy itself is set)",
+		    upper_http ? "; HTTP_PROXY is ignored for http:// URLs (only http_proxy "
+		    "counts), https URLs use https_proxy" : "");
+}
+
+/* ---- the clock ---- */
+
+static void
+check_clock(struct doctor *d)
+{
+	struct check *c;
+	int64_t skew;
+
+	if (!d->discovered) {
+		c = check_add(d, "clock", CHECK_WARN, "cannot check: the provider did not "
+		    "answer, so there is no Date header to compare with");
+		check_fix(c, "fix discovery first, or compare with a time server "
+		    "(timedatectl status)");
+		return;
+	}
+	if (d->p.date == 0) {
+		c = check_add(d, "clock", CHECK_WARN, "cannot check: the provider sent no "
+		    "Date header");
+		check_fix(c, "compare with a time server (timedatectl status)");
+		return;
+	}
+	skew = (int64_t)d->p.date - d->discovered_at;
+	if (skew >= -DOCTOR_SKEW_MAX && skew <= DOCTOR_SKEW_MAX) {
+		check_add(d, "clock", CHECK_OK, "within %lld s of the provider's Date header",
+		    (long long)(skew < 0 ? -skew : skew));
+		return;
+	}
+	c = check_add(d, "clock", CHECK_WARN, "the local clock is %lld s %s the provider's "
+	    "(its Date header)", (long long)(skew < 0 ? -skew : skew),
+	    skew > 0 ? "behind" : "ahead of");
+	check_fix(c, "synchronise the clock (timedatectl set-ntp true, or chronyc makestep): "
+	    "TLS checks and tools that read a token's exp claim go by it");
+}
+
+/* ---- the stored session ---- */
+
+static void
+check_session(struct doctor *d)
+{
+	const struct config *cfg = d->cfg;
+	struct jwt_claims at, id;
+	struct ml_err err;
+	struct check *c;
+	char when[32], in[32], access[160], session[160];
+	const char *user;
+	int64_t now = util_now();
+	bool access_ok, refresh_ok;
+	int rc;
+
+	if (!d->store_ready) {
+		c = check_add(d, "session", CHECK_WARN, "cannot check: no store to read it from");
+		check_fix(c, "fix the secret_service check first");
+		return;
+	}
+	err_clear(&err);
+	if ((rc = token_load(cfg, &d->st, &d->rec, &err)) != ML_OK) {
+		c = check_add(d, "session", rc == ML_ELOGIN ? CHECK_WARN : CHECK_FAIL, "%s",
+		    err.msg);
+		check_fix(c, rc == ML_ELOGIN ? "run mlauth login" : "check the store above; "
+		    "mlauth login replaces a damaged session");
+		return;
+	}
+	memset(&at, 0, sizeof at);
+	memset(&id, 0, sizeof id);
+	/* Claims only name the user: an undecodable token still has an expiry. */
+	(void)jwt_claims_parse(d->rec.access_token, &at, NULL);
+	if (d->rec.id_token != NULL)
+		(void)jwt_claims_parse(d->rec.id_token, &id, NULL);
+	user = id.preferred_username != NULL ? id.preferred_username : at.preferred_username;
+
+	access_ok = d->rec.expires_at > now;
+	refresh_ok = d->rec.refresh_token != NULL &&
+	    (d->rec.refresh_expires_at == 0 || d->rec.refresh_expires_at > now);
+	util_format_time(d->rec.expires_at, when, sizeof when);
+	util_format_duration(access_ok ? d->rec.expires_at - now : now - d->rec.expires_at,
+	    in, sizeof in);
+	(void)snprintf(access, sizeof access, access_ok ? "access token valid until %s (in %s)" :
+	    "access token expired at %s (%s ago)", when, in);
+	if (d->rec.refresh_token == NULL) {
+		(void)snprintf(session, sizeof session, "no refresh token");
+	} else if (d->rec.refresh_expires_at == 0) {
+		(void)snprintf(session, sizeof session, "session without a fixed end");
+	} else {
+		util_format_time(d->rec.refresh_expires_at, when, sizeof when);
+		util_format_duration(refresh_ok ? d->rec.refresh_expires_at - now :
+		    now - d->rec.refresh_expires_at, in, sizeof in);
+		(void)snprintf(session, sizeof session, refresh_ok ? "session until %s (in %s)" :
+		    "session expired at %s (%s ago)", when, in);
+	}
+	if (access_ok || refresh_ok) {
+		d->logged_in = true;
+		check_add(d, "session", CHECK_OK, "logged in%s%s; %s; %s%s; kept in %s",
+		    user != NULL ? " as " : "", user != NULL ? user : "", access, session,
+		    !access_ok ? " (mlauth token refreshes it)" : "", store_describe(&d->st));
+	} else {
+		c = check_add(d, "session", CHECK_WARN, "not logged in: the stored session has "
+		    "ended (%s; %s)", access, session);
+		check_fix(c, "run mlauth login");
+	}
+	jwt_claims_free(&at);
+	jwt_claims_free(&id);
+}
+
+/* ---- the environment other tools read ---- */
+
+static void
+check_environment(struct doctor *d)
+{
+	static const char *const keys[] = { "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY" };
+	const char *set[2], *base = getenv("ANTHROPIC_BASE_URL");
+	size_t nset = 0, bl, al;
+	char shown[400], want[400];
+	struct check *c;
+
+	/* Only their names: the values are credentials. */
+	for (size_t i = 0; i < 2; i++) {
+		const char *v = getenv(keys[i]);
+
+		if (v != NULL && v[0] != '\0')
+			set[nset++] = keys[i];
+	}
+	if (nset > 0) {
+		c = check_add(d, "environment", CHECK_WARN, "%s%s%s %s set: %s silently win%s "
+		    "over Claude Code's apiKeyHelper (mlauth token)", set[0],
+		    nset > 1 ? " and " : "", nset > 1 ? set[1] : "", nset > 1 ? "are" : "is",
+		    nset > 1 ? "they" : "it", nset > 1 ? "" : "s");
+		check_fix(c, "unset %s%s%s (and remove %s from your shell profile and Claude "
+		    "Code's settings)", set[0], nset > 1 ? " " : "", nset > 1 ? set[1] : "",
+		    nset > 1 ? "them" : "it");
+		return;
+	}
+	if (base != NULL && base[0] != '\0') {
+		/* A leftover base URL sends whatever token a tool has somewhere else. */
+		bl = strlen(base);
+		al = strlen(d->cfg->api_base);
+		while (bl > 0 && base[bl - 1] == '/')
+			bl--;
+		while (al > 0 && d->cfg->api_base[al - 1] == '/')
+			al--;
+		if (bl != al || strncmp(base, d->cfg->api_base, bl) != 0) {
+			mask_url(base, shown, sizeof shown);
+			mask_url(d->cfg->api_base, want, sizeof want);
+			c = check_add(d, "environment", CHECK_WARN, "ANTHROPIC_BASE_URL is %s, not "
+			    "api_base %s: tools would send their token there", shown, want);
+			check_fix(c, "unset ANTHROPIC_BASE_URL, or set it to %s", want);
+			return;
+		}
+	}
+	check_add(d, "environment", CHECK_OK, "no ANTHROPIC_AUTH_TOKEN or ANTHROPIC_API_KEY "
+	    "to override apiKeyHelper%s", base != NULL && base[0] != '\0' ?
+	    "; ANTHROPIC_BASE_URL matches api_base" : "");
+}
+
+/* ---- the messages API, asked once with the stored token ---- */
+
+static const char *
+api_fix(long status)
+{
+	if (status == 401)
+		return "the API refused the token: run mlauth login (and check the clock)";
+	if (status == 403)
+		return "ask for access to the messages API for your account";
+	if (status == 404 || status == 405)
+		return "check the api_base setting: it should end before /v1/messages";
+	if (messages_retryable(status) || status >= 500)
+		return "the service is busy or down: try again later";
+	return "check the model and api_base settings";
+}
+
+static void
+check_messages(struct doctor *d)
+{
+	const struct config *cfg = d->cfg;
+	struct messages_request mr = { .model = cfg->model, .max_tokens = 1, .text = "ping" };
+	struct http_response resp;
+	struct ml_err err;
+	struct check *c;
+	char appname[512], shown[600];
+	const char *headers[] = { "Accept: application/json", "anthropic-version: 2023-06-01",
+		appname, NULL };
+	struct http_request req = { .method = "POST", .content_type = "application/json",
+		.headers = headers };
+	char *body = NULL, *url = NULL;
+	size_t blen = strlen(cfg->api_base);
+	int rc;
+
+	if (!d->logged_in) {
+		c = check_add(d, "messages_api", CHECK_WARN, "not checked: no usable session");
+		check_fix(c, "run mlauth login, then mlauth doctor again");
+		return;
+	}
+	if (d->rec.expires_at - util_now() <= DOCTOR_TOKEN_MARGIN) {
+		c = check_add(d, "messages_api", CHECK_WARN, "not checked: the stored access "
+		    "token has (almost) expired, and doctor does not refresh it");
+		check_fix(c, "run mlauth token (it refreshes the token), then mlauth doctor "
+		    "again");
+		return;
+	}
+	err_clear(&err);
+	memset(&resp, 0, sizeof resp);
+	while (blen > 0 && cfg->api_base[blen - 1] == '/')
+		blen--;
+	mask_url(cfg->api_base, shown, sizeof shown);
+	if (!http_ready(d)) {
+		c = check_add(d, "messages_api", CHECK_FAIL, "%s", d->http_err.msg);
+		check_fix(c, "reinstall libcurl");
+		return;
+	}
+	if (snprintf(appname, sizeof appname, "x-application-name: %s",
+	    cfg->application_name) >= (int)sizeof appname) {
+		c = check_add(d, "messages_api", CHECK_FAIL, "application_name is too long");
+		check_fix(c, "set a shorter application_name");
+		return;
+	}
+	if ((rc = messages_build_body(&mr, &body, &err)) != ML_OK) {
+		c = check_add(d, "messages_api", CHECK_FAIL, "%s", err.msg);
+		check_fix(c, "check the model setting");
+		goto out;
+	}
+	if ((url = malloc(blen + sizeof "/v1/messages")) == NULL) {
+		check_add(d, "messages_api", CHECK_FAIL, "out of memory");
+		goto out;
+	}
+	memcpy(url, cfg->api_base, blen);
+	memcpy(url + blen, "/v1/messages", sizeof "/v1/messages");
+	req.url = url;
+	req.body = body;
+	req.body_len = strlen(body);
+	req.bearer = d->rec.access_token;
+	if ((rc = http_perform(&d->ho, &req, &resp, &err)) != ML_OK) {
+		c = check_add(d, "messages_api", CHECK_FAIL, "%s", err.msg);
+		check_fix(c, "check the api_base setting, the network and the proxy variables");
+		goto out;
+	}
+	if (resp.status >= 200 && resp.status < 300) {
+		check_add(d, "messages_api", CHECK_OK, "%s/v1/messages answered HTTP %ld to "
+		    "an authenticated one-token request (model %s)", shown, resp.status,
+		    cfg->model);
+		goto out;
+	}
+	(void)messages_parse_error(resp.status, resp.body, resp.len, &err);
+	c = check_add(d, "messages_api", CHECK_FAIL, "%s", err.msg);
+	check_fix(c, "%s", api_fix(resp.status));
+out:
+	http_response_free(&resp);
+	free(body);
+	free(url);
+}
+
+/* ---- output ---- */
+
+static void
+print_text(const struct doctor *d, bool color)
+{
+	size_t count[3] = { 0, 0, 0 };
+
+	for (size_t i = 0; i < d->n; i++) {
+		const struct check *c = &d->checks[i];
+		int pad = 4 - (int)strlen(verdict_name[c->status]);
+
+		count[c->status]++;
+		if (d->ctx->quiet && c->status == CHECK_OK)
+			continue;
+		if (color)
+			printf("\033[%sm%s\033[0m%*s  %-15s %s\n", verdict_color[c->status],
+			    verdict_name[c->status], pad, "", c->name, c->detail);
+		else
+			printf("%s%*s  %-15s %s\n", verdict_name[c->status], pad, "", c->name,
+			    c->detail);
+		if (c->status != CHECK_OK && c->fix[0] != '\0')
+			printf("%22sfix: %s\n", "", c->fix);
+	}
+	if (d->ctx->quiet && count[CHECK_WARN] + count[CHECK_FAIL] == 0)
+		return;
+	printf("\n%zu checks: %zu ok, %zu warning%s, %zu failure%s\n", d->n, count[CHECK_OK],
+	    count[CHECK_WARN], count[CHECK_WARN] == 1 ? "" : "s", count[CHECK_FAIL],
+	    count[CHECK_FAIL] == 1 ? "" : "s");
+}
+
+static int
+print_json(const struct doctor *d, bool ok)
+{
+	json_t *list = json_array(), *o;
+	int rc = ML_EFAIL;
+
+	if (list == NULL)
+		return ML_EFAIL;
+	for (size_t i = 0; i < d->n; i++) {
+		const struct check *c = &d->checks[i];
+
+		o = json_pack("{s:s,s:s,s:s,s:s?}", "name", c->name, "status",
+		    verdict_name[c->status], "detail", c->detail, "fix",
+		    c->fix[0] != '\0' ? c->fix : NULL);
+		if (o == NULL || json_array_append_new(list, o) != 0) {
+			json_decref(list);
+			return ML_EFAIL;
+		}
+	}
+	/* "o" steals list, even when the pack fails. */
+	if ((o = json_pack("{s:o,s:b}", "checks", list, "ok", ok)) != NULL &&
+	    json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) == 0 &&
+	    putchar('\n') != EOF)
+		rc = ML_OK;
+	json_decref(o);
+	return rc;
+}
+
+static int
+exec_doctor(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	struct doctor *d;
+	bool json = false, ok = true;
+	int c, status;
+
+	while ((c = cmd_getopt(ctx, argc, argv, &status)) != -1) {
+		if (c == CMD_OPT_DONE)
+			return status;
+		if (c == 'j')
+			json = true;
+	}
+	if (optind < argc)
+		return cmd_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
+
+	/* A few kilobytes of findings: not for the stack. */
+	if ((d = calloc(1, sizeof *d)) == NULL) {
+		cmd_error(ctx, "out of memory");
+		return ML_EFAIL;
+	}
+	d->ctx = ctx;
+	d->cfg = &ctx->cfg;
+	token_http_opts(&ctx->cfg, ctx->verbose, &d->ho);
+
+	check_settings(d);
+	check_secret_service(d);
+	check_kernel_keyring(d);
+	check_discovery(d);
+	check_tls(d);
+	check_proxy(d);
+	check_clock(d);
+	check_session(d);
+	check_environment(d);
+	check_messages(d);
+
+	for (size_t i = 0; i < d->n; i++)
+		if (d->checks[i].status == CHECK_FAIL)
+			ok = false;
+	if (json) {
+		status = print_json(d, ok);
+	} else {
+		/* Colour for a terminal only: stdout piped into a file gets plain words. */
+		print_text(d, ctx->color && isatty(STDOUT_FILENO) == 1);
+		status = ML_OK;
+	}
+	if (status == ML_OK && !ok)
+		status = ML_EFAIL;
+
+	record_free(&d->rec);
+	oidc_provider_free(&d->p);
+	if (d->store_ready)
+		store_close(&d->st);
+	free(d);
+	return status;
+}
+
+const struct cmd_entry cmd_doctor_entry = {
+	.name = "doctor",
+	.summary = "check the set-up and say what to fix",
+	.usage = "[--json]",
+	.help =
+	    "Options:\n"
+	    "  -j, --json   print {\"checks\":[{\"name\",\"status\",\"detail\",\"fix\"}],\"ok\"}\n"
+	    "\nChecks the settings and where each came from, the Secret Service and the\n"
+	    "store mlauth will use, the kernel keyring cache, the issuer's discovery\n"
+	    "document, the CA certificates, proxy variables (credentials masked), the\n"
+	    "local clock against the provider's, the stored session, ANTHROPIC_* variables\n"
+	    "that would override Claude Code's apiKeyHelper, and, with a fresh token, one\n"
+	    "minimal request to the messages API (max_tokens 1).  Each line says ok, warn\n"
+	    "or fail, what was found, and the fix.  Never prints a token.\n"
+	    "\nExit status 0 when nothing failed (warnings allowed), 1 when a check failed.\n",
+	.options = options,
+	.exec = exec_doctor,
+};

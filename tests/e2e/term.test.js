@@ -1,0 +1,361 @@
+// Terminal manners of login: colour only on a terminal and never with NO_COLOR or
+// --no-color, a live countdown and spinner that leave the screen tidy, plain lines when
+// stderr is not a terminal, -q, and --qr.
+//
+// The terminal is a real one: tmux, detached, on a private socket in a temp dir (-S), with
+// a config file of its own. mlauth runs in it through a wrapper script in which env -i
+// execs it with exactly the test's environment; the screen is read with capture-pane.
+// Each server is stopped with kill-server on its own socket, and by its PID as a safety net.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { MLAUTH_BIN, spawnMlauth, stopAll } from './rig.js';
+import { login, setup, sleep } from './fixtures.js';
+
+const ESC = '\x1b';
+const SGR = /\x1b\[[0-9;]*m/;
+const TERM = 'xterm-256color';
+
+// ---- a terminal: tmux on a private socket ---------------------------------------------
+
+const servers = new Set(); // { pid, dir } of every tmux server still up
+process.on('exit', () => {
+  for (const s of servers) {
+    try { process.kill(s.pid, 'SIGKILL'); } catch { /* gone */ }
+    rmSync(s.dir, { recursive: true, force: true });
+  }
+});
+after(async () => {
+  await Promise.all([...servers].map((s) => s.stop()));
+  await stopAll();
+});
+
+const shq = (s) => `'${String(s).replace(/'/g, "'\\''")}'`;
+
+function tmux(sock, args) {
+  return new Promise((resolve) => {
+    execFile('tmux', ['-S', sock, ...args], {
+      env: { PATH: process.env.PATH, LANG: 'C.UTF-8' },
+    }, (error, stdout, stderr) => resolve({ code: error ? error.code ?? 1 : 0, stdout, stderr }));
+  });
+}
+
+/**
+ * Runs `mlauth ARGS` in a 100x40 terminal with exactly env (plus PATH and LANG, as the
+ * rig gives every child). Returns { screen({escapes}), waitFor(re), dead(), keys(k), stop() }.
+ */
+async function terminal(args, env) {
+  const dir = mkdtempSync(join(tmpdir(), 'mlauth-tty-'));
+  const sock = join(dir, 'tmux.sock');
+  const conf = join(dir, 'tmux.conf');
+  const script = join(dir, 'run.sh');
+  const statusFile = join(dir, 'status');
+  const words = Object.entries({ PATH: process.env.PATH, LANG: 'C.UTF-8', ...env })
+    .map(([k, v]) => shq(`${k}=${v}`));
+  // The script outlives mlauth to write down its exit status: tmux 3.3 loses it when the
+  // terminal closes before the child is reaped. Its trap is reset in mlauth by exec, so
+  // Ctrl-C reaches mlauth as it would from an interactive shell, and the script survives it.
+  writeFileSync(script, [
+    '#!/bin/sh',
+    'trap : INT',
+    `env -i ${words.join(' ')} ${shq(MLAUTH_BIN)} ${args.map(shq).join(' ')}`,
+    `echo $? >${shq(`${statusFile}.new`)} && mv ${shq(`${statusFile}.new`)} ${shq(statusFile)}`,
+    '',
+  ].join('\n'), { mode: 0o700 });
+  // The pane stays after mlauth exits, so its last screen and exit status can be read.
+  writeFileSync(conf, 'set -g remain-on-exit on\nset -g history-limit 0\n');
+  const started = await tmux(sock, ['-f', conf, 'new-session', '-d', '-s', 'term', '-x', '100', '-y', '40', script]);
+  assert.equal(started.code, 0, `tmux did not start: ${started.stderr}`);
+  const pid = Number((await tmux(sock, ['display-message', '-p', '-t', 'term', '#{pid}'])).stdout);
+  const server = {
+    pid,
+    dir,
+    async stop() {
+      if (!servers.has(server)) return;
+      servers.delete(server);
+      await tmux(sock, ['kill-server']);
+      for (let i = 0; i < 50; i++) {
+        try { process.kill(pid, 0); } catch { break; }
+        await sleep(20);
+      }
+      try { process.kill(pid, 'SIGKILL'); } catch { /* gone, as it should be */ }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  servers.add(server);
+
+  const screen = async ({ escapes = false } = {}) => {
+    const r = await tmux(sock, ['capture-pane', '-p', '-J', ...(escapes ? ['-e'] : []), '-t', 'term']);
+    return r.stdout;
+  };
+  return {
+    screen,
+    async waitFor(re, timeoutMs = 15_000) {
+      const end = Date.now() + timeoutMs;
+      let text = '';
+      while (Date.now() < end) {
+        text = await screen();
+        const m = re.exec(text);
+        if (m) return m;
+        await sleep(50);
+      }
+      throw new Error(`timed out waiting for ${re} on the screen:\n${text}`);
+    },
+    /** mlauth's exit status (as the shell reports it: 130 for SIGINT), once it ended. */
+    async dead(timeoutMs = 15_000) {
+      const end = Date.now() + timeoutMs;
+      while (Date.now() < end) {
+        // The pane is dead once tmux read the terminal to its end: all output is on screen.
+        const r = await tmux(sock, ['display-message', '-p', '-t', 'term', '#{pane_dead}']);
+        if (r.stdout.trim() === '1' && existsSync(statusFile))
+          return Number(readFileSync(statusFile, 'utf8'));
+        await sleep(50);
+      }
+      throw new Error(`mlauth still running:\n${await screen()}`);
+    },
+    keys: (...k) => tmux(sock, ['send-keys', '-t', 'term', ...k]),
+    stop: () => server.stop(),
+  };
+}
+
+const countdown = (text) => {
+  const m = /the code expires in (\d+):(\d\d)\b/.exec(text);
+  return m ? Number(m[1]) * 60 + Number(m[2]) : undefined;
+};
+
+// ---- QR codes: the block of half-block lines, read back into modules --------------------
+
+/** The QR block in text: consecutive lines of only ▀▄█ and spaces, as a module grid. */
+function qrBlock(text) {
+  const lines = text.split('\n');
+  const start = lines.findIndex((l) => /^[▀▄█ ]{21,}$/u.test(l));
+  if (start < 0) return null;
+  let end = start;
+  while (end < lines.length && /^[▀▄█ ]{21,}$/u.test(lines[end])) end++;
+  const rows = lines.slice(start, end).map((l) => [...l]);
+  const light = [];
+  for (const row of rows) {
+    light.push(row.map((c) => c === '▀' || c === '█'));
+    light.push(row.map((c) => c === '▄' || c === '█'));
+  }
+  return { rows, light, text: lines.slice(start, end).join('\n') };
+}
+
+// The 15-bit BCH code of the format information (ISO 18004 annex C), masked.
+function formatCodewords() {
+  const words = new Map();
+  for (let data = 0; data < 32; data++) {
+    let rem = data << 10;
+    for (let i = 14; i >= 10; i--) if (rem & (1 << i)) rem ^= 0x537 << (i - 10);
+    words.set(((data << 10) | rem) ^ 0x5412, data);
+  }
+  return words;
+}
+
+/** Checks that the block is a well-formed QR symbol; returns its size and EC level. */
+function checkQr(block) {
+  const { rows, light } = block;
+  const side = rows[0].length;
+  for (const r of rows) assert.equal(r.length, side, 'every line of the QR code is as wide');
+  // Two modules a line: as many lines as half the width, rounded up (square on screen).
+  assert.equal(rows.length, Math.ceil(side / 2), `square: ${rows.length} lines for ${side} columns`);
+  // A quiet zone of light modules, then a symbol of 17 + 4v modules.
+  let q = 0;
+  while (light.every((row, y) => y >= side || row[q]) && q < side) q++;
+  assert.ok(q >= 2, `a quiet zone (${q} modules)`);
+  const w = side - 2 * q;
+  assert.ok(w >= 21 && (w - 17) % 4 === 0, `a QR symbol is 17 + 4v modules wide, not ${w}`);
+  const dark = (x, y) => !light[q + y][q + x];
+  // The three finder patterns: a dark 7x7 ring, a light ring, a dark 3x3 centre.
+  for (const [ox, oy] of [[0, 0], [w - 7, 0], [0, w - 7]]) {
+    for (let y = 0; y < 7; y++) {
+      for (let x = 0; x < 7; x++) {
+        const ring = Math.max(Math.abs(x - 3), Math.abs(y - 3));
+        assert.equal(dark(ox + x, oy + y), ring !== 2, `finder pattern at ${ox},${oy}`);
+      }
+    }
+  }
+  // The timing patterns alternate between the finders.
+  for (let i = 8; i < w - 8; i++) {
+    assert.equal(dark(i, 6), i % 2 === 0, 'horizontal timing pattern');
+    assert.equal(dark(6, i), i % 2 === 0, 'vertical timing pattern');
+  }
+  // Both copies of the format information are the same valid codeword.
+  let f1 = 0;
+  let f2 = 0;
+  const bit = (v, x, y) => (v << 1) | (dark(x, y) ? 1 : 0);
+  for (let x = 0; x <= 5; x++) f1 = bit(f1, x, 8);
+  f1 = bit(f1, 7, 8); f1 = bit(f1, 8, 8); f1 = bit(f1, 8, 7);
+  for (let y = 5; y >= 0; y--) f1 = bit(f1, 8, y);
+  for (let y = w - 1; y >= w - 7; y--) f2 = bit(f2, 8, y);
+  for (let x = w - 8; x < w; x++) f2 = bit(f2, x, 8);
+  const data = formatCodewords().get(f1);
+  assert.notEqual(data, undefined, `format information ${f1.toString(2)} is a valid codeword`);
+  assert.equal(f2, f1, 'the two copies of the format information agree');
+  const level = ['M', 'L', 'H', 'Q'][data >> 3];
+  return { side, width: w, quiet: q, level };
+}
+
+// ---- tests ---------------------------------------------------------------------------------
+
+test('on a terminal: link, code, a live countdown and spinner, bold; a tidy screen after', async () => {
+  const { op, env } = await setup();
+  const t = await terminal(['login', '--no-browser'], { ...env, TERM });
+  try {
+    const code = (await t.waitFor(/shows the code (\S+)/))[1];
+    const first = await t.waitFor(/the code expires in \d+:\d\d/);
+    let screen = await t.screen();
+    assert.match(screen, new RegExp(`^  ${op.issuer.replace(/[./]/g, '\\$&')}/\\S*${code}`, 'm'));
+    const left = countdown(first.input);
+    assert.ok(left > 590 && left <= 600, `about ten minutes left: ${left}`);
+    // The status line is redrawn in place: one line, the spinner turning, time running out.
+    const frames = new Set();
+    for (let i = 0; i < 15; i++) {
+      screen = await t.screen();
+      assert.equal(screen.match(/expires in/g).length, 1, screen);
+      frames.add(/^(\S) Waiting for approval; the code expires in/m.exec(screen)?.[1]);
+      await sleep(100);
+    }
+    frames.delete(undefined);
+    assert.ok(frames.size >= 2, `the spinner turns: ${[...frames]}`);
+    await sleep(1200);
+    const later = countdown(await t.screen());
+    assert.ok(later < left, `the countdown runs: ${left} then ${later}`);
+    // Colour is on (a terminal, no NO_COLOR): the code is bold.
+    const esc = await t.screen({ escapes: true });
+    assert.ok(esc.includes(`\x1b[1m${code}`), `bold code in ${JSON.stringify(esc.slice(0, 600))}`);
+
+    await op.approve(code);
+    assert.equal(await t.dead(), 0, await t.screen());
+    screen = await t.screen();
+    assert.match(screen, /^Logged in as Alice Example \(alice@example\.test\) to /m);
+    assert.doesNotMatch(screen, /expires in|Waiting for approval/);
+  } finally {
+    await t.stop();
+  }
+});
+
+test('NO_COLOR and --no-color: no colour on a terminal, the countdown still runs', async () => {
+  const { env } = await setup();
+  const a = await terminal(['login', '--no-browser'], { ...env, TERM, NO_COLOR: '1' });
+  const b = await terminal(['--no-color', 'login', '--no-browser'], { ...env, TERM });
+  try {
+    for (const t of [a, b]) {
+      await t.waitFor(/the code expires in \d+:\d\d/);
+      const esc = await t.screen({ escapes: true });
+      assert.ok(!SGR.test(esc), `no colour or bold: ${JSON.stringify(esc.slice(0, 600))}`);
+      assert.match(esc, /shows the code \S+/);
+    }
+  } finally {
+    await Promise.all([a.stop(), b.stop()]);
+  }
+});
+
+test('Ctrl-C on a terminal: exit 130, the status line erased', async () => {
+  const { env } = await setup();
+  const t = await terminal(['login', '--no-browser'], { ...env, TERM });
+  try {
+    await t.waitFor(/the code expires in \d+:\d\d/);
+    await t.keys('C-c');
+    assert.equal(await t.dead(), 130);
+    const screen = await t.screen();
+    assert.match(screen, /^mlauth: login interrupted$/m);
+    assert.doesNotMatch(screen, /expires in|Waiting for approval|\^C/);
+  } finally {
+    await t.stop();
+  }
+});
+
+test('a code expiring on a terminal: exit 1, the message on a clean line', async () => {
+  const { env } = await setup({ op: { deviceTtl: 3 } });
+  const t = await terminal(['login', '--no-browser'], { ...env, TERM });
+  try {
+    await t.waitFor(/the code expires in 0:0\d/);
+    const status = await t.dead();
+    const screen = await t.screen();
+    assert.equal(status, 1, screen);
+    assert.match(screen, /^mlauth: the code expired before it was approved: run mlauth login again$/m);
+    assert.doesNotMatch(screen, /expires in|Waiting for approval/);
+  } finally {
+    await t.stop();
+  }
+});
+
+test('-q on a terminal: the link and the code only, no status line', async () => {
+  const { op, env } = await setup();
+  const t = await terminal(['-q', 'login', '--no-browser'], { ...env, TERM });
+  try {
+    const code = (await t.waitFor(/shows the code (\S+)/))[1];
+    await sleep(1500);
+    const screen = await t.screen();
+    assert.ok(screen.includes(op.issuer), screen);
+    assert.doesNotMatch(screen, /expires in|Waiting for approval|^[|/\\-] /m);
+    await op.approve(code);
+    assert.equal(await t.dead(), 0);
+    assert.match(await t.screen(), /^Logged in as /m);
+  } finally {
+    await t.stop();
+  }
+});
+
+test('without a terminal: plain lines and not one escape byte, even with TERM set', async () => {
+  const { op, env } = await setup();
+  const r = await login({ ...env, TERM }, op);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(!r.stderr.includes(ESC) && !r.stdout.includes(ESC), JSON.stringify(r.stderr));
+  assert.ok(!r.stderr.includes('\r'), 'no carriage returns either');
+  assert.match(r.stderr, /^Waiting for approval\.\.\.$/m);
+  assert.doesNotMatch(r.stderr, /expires in/);
+  assert.equal(qrBlock(r.stderr), null, 'no QR code unless asked');
+  // -q drops the waiting line but keeps what the person must see.
+  const h = spawnMlauth(['-q', 'login', '--no-browser', '--force'], { env });
+  const m = await h.waitFor(/shows the code (\S+)/, { stream: 'stderr' });
+  await op.approve(m[1]);
+  const rq = await h.done;
+  assert.equal(rq.code, 0, rq.stderr);
+  assert.ok(rq.stderr.includes(op.issuer));
+  assert.doesNotMatch(rq.stderr, /Waiting for approval/);
+  assert.match(rq.stdout, /^Logged in as /);
+});
+
+test('--qr draws the link as a QR code, without a terminal too; it changes with the link', async () => {
+  const { op, env } = await setup();
+  const blocks = [];
+  for (const args of [['--qr'], ['--qr', '--force']]) {
+    const h = spawnMlauth(['-q', 'login', '--no-browser', ...args], { env });
+    const m = await h.waitFor(/shows the code (\S+)/, { stream: 'stderr' });
+    await op.approve(m[1]);
+    const r = await h.done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(!r.stderr.includes(ESC));
+    const block = qrBlock(r.stderr);
+    assert.ok(block, `a QR code in ${r.stderr}`);
+    const info = checkQr(block);
+    assert.ok(info.level === 'L' || info.level === 'M', `error correction ${info.level}`);
+    // After the link and before the code, as the prompt reads.
+    const at = r.stderr.indexOf(block.text);
+    assert.ok(at > r.stderr.indexOf(op.issuer) && at < r.stderr.indexOf('shows the code'));
+    blocks.push(block.text);
+  }
+  assert.notEqual(blocks[0], blocks[1], 'another code, another link, another QR code');
+});
+
+test('--qr on a terminal: the QR code on the screen, square and well-formed', async () => {
+  const { op, env } = await setup();
+  const t = await terminal(['login', '--no-browser', '--qr'], { ...env, TERM });
+  try {
+    const code = (await t.waitFor(/shows the code (\S+)/))[1];
+    await t.waitFor(/the code expires in \d+:\d\d/);
+    const block = qrBlock(await t.screen());
+    assert.ok(block, await t.screen());
+    const info = checkQr(block);
+    assert.ok(info.side <= 100, 'fits the terminal');
+    await op.approve(code);
+    assert.equal(await t.dead(), 0);
+  } finally {
+    await t.stop();
+  }
+});
