@@ -2,7 +2,7 @@
 # Installed as $(datadir)/bash-completion/completions/mlauth; self-contained,
 # so it also works when sourced without the bash-completion package.
 
-_mlauth_commands="login token status logout send config help"
+_mlauth_commands="login token status logout send env exec config doctor help"
 _mlauth_global_opts="-p --profile -c --config -o --option -v --verbose -q --quiet
 	--no-color -V --version -h --help"
 _mlauth_settings="issuer client_id scope api_base application_name model max_tokens
@@ -33,11 +33,12 @@ _mlauth_profiles()
 
 _mlauth()
 {
-	local -a w=()
-	local i join=0 cur prev cmd="" cfg="" nargs=0 word prefix
+	local -a w=() widx=()
+	local i j join=0 cur prev cmd="" cmdi=0 cfg="" nargs=0 word prefix start
 	local -a cands=()
 
-	# Glue "--format" "=" "json" (split by COMP_WORDBREAKS) back into one word.
+	# Glue "--format" "=" "json" (split by COMP_WORDBREAKS) back into one word;
+	# widx[n] is the index in COMP_WORDS where w[n] begins.
 	for ((i = 0; i <= COMP_CWORD; i++)); do
 		word=${COMP_WORDS[i]-}
 		if [[ $word == "=" && ${#w[@]} -gt 0 && $i -gt 1 ]]; then
@@ -48,6 +49,7 @@ _mlauth()
 			join=0
 		else
 			w+=("$word")
+			widx+=("$i")
 		fi
 	done
 	cur=${w[${#w[@]}-1]}
@@ -70,6 +72,7 @@ _mlauth()
 				cfg=${BASH_REMATCH[1]}
 			elif [[ $word != -* ]]; then
 				cmd=$word
+				cmdi=$i
 			fi
 		elif [[ $word != -* ]]; then
 			((nargs++))
@@ -106,7 +109,7 @@ _mlauth()
 	else
 		case $cmd in
 		login) [[ $cur == -* ]] &&
-			mapfile -t cands < <(compgen -W "--no-browser -f --force -h --help" -- "$cur") ;;
+			mapfile -t cands < <(compgen -W "--no-browser --qr -f --force -h --help" -- "$cur") ;;
 		token)
 			if [[ $prev == --format ]]; then
 				mapfile -t cands < <(compgen -W "plain header json" -- "$cur")
@@ -136,12 +139,60 @@ _mlauth()
 				mapfile -t cands < <(compgen -W "-m --model --max-tokens -s --system
 				    --temperature --stream -j --json --body --retries -h --help" -- "$cur")
 			fi ;;
+		env)
+			if [[ $prev == --shell ]]; then
+				mapfile -t cands < <(compgen -W "sh fish" -- "$cur")
+			elif [[ $cur == --shell=* ]]; then
+				mapfile -t cands < <(compgen -P --shell= -W "sh fish" -- "${cur#--shell=}")
+			elif [[ $prev == -m || $prev == --min-valid ]]; then
+				return 0
+			elif [[ $cur == -* ]]; then
+				mapfile -t cands < <(compgen -W "--shell -m --min-valid -h --help" -- "$cur")
+			fi ;;
+		exec)
+			# exec's options end at "--" or at the first operand, the command to run.
+			start=0
+			for ((j = cmdi + 1; j < ${#w[@]} - 1; j++)); do
+				word=${w[j]}
+				if [[ $word == -- ]]; then
+					start=$((j + 1))
+					break
+				elif [[ $word == -m || $word == --min-valid ]]; then
+					((j++))
+				elif [[ $word != -* ]]; then
+					start=$j
+					break
+				fi
+			done
+			if ((start == 0)); then
+				if [[ $prev == -m || $prev == --min-valid ]]; then
+					return 0
+				elif [[ $cur == -* ]]; then
+					mapfile -t cands < <(compgen -W "-m --min-valid -h --help --" -- "$cur")
+				else
+					start=$((${#w[@]} - 1))
+				fi
+			fi
+			if ((start == ${#w[@]} - 1)); then
+				# The command: anything the shell could run.
+				mapfile -t cands < <(compgen -c -- "$cur" | sort -u)
+			elif ((start > 0)); then
+				# Its arguments: that command's own completion when bash-completion
+				# is loaded, else file names.
+				if declare -F _command_offset >/dev/null; then
+					_command_offset "${widx[start]}"
+					return 0
+				fi
+				compopt -o filenames 2>/dev/null
+				mapfile -t cands < <(compgen -f -- "$cur")
+			fi ;;
 		config)
 			if [[ $cur == -* ]]; then
 				mapfile -t cands < <(compgen -W "-j --json -h --help" -- "$cur")
 			elif ((nargs == 0)); then
 				mapfile -t cands < <(compgen -W "$_mlauth_settings" -- "$cur")
 			fi ;;
+		doctor) [[ $cur == -* ]] && mapfile -t cands < <(compgen -W "-j --json -h --help" -- "$cur") ;;
 		help) ((nargs == 0)) && mapfile -t cands < <(compgen -W "$_mlauth_commands" -- "$cur") ;;
 		esac
 	fi

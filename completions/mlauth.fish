@@ -82,6 +82,63 @@ function __mlauth_profiles
     string match -r -g '^\s*\[([A-Za-z0-9._-]{1,64})\]\s*$' <$file | string match -v default
 end
 
+# exec: the words typed after exec's own options (-m SECS, --min-valid SECS) and an
+# optional "--": the command to run and its arguments so far.  Fails while the
+# command line is not yet past exec's options, or the command is not exec.
+function __mlauth_exec_words
+    set -l tokens (commandline -opc)
+    set -e tokens[1]
+    set -l state global # global options, then exec's options, then the command
+    set -l skip 0
+    set -l words
+    for t in $tokens
+        if test $skip -eq 1
+            set skip 0
+            continue
+        end
+        switch $state
+            case global
+                switch $t
+                    case -p --profile -c --config -o --option
+                        set skip 1
+                    case '-*'
+                    case exec
+                        set state options
+                    case '*'
+                        return 1
+                end
+            case options
+                switch $t
+                    case -m --min-valid
+                        set skip 1
+                    case --
+                        set state command
+                    case '-*'
+                    case '*'
+                        set state command
+                        set -a words $t
+                end
+            case command
+                set -a words $t
+        end
+    end
+    test $state = command; or return 1
+    set -q words[1]; and printf '%s\n' $words
+    return 0
+end
+
+# exec: complete the command to run, then its arguments as fish completes that command.
+function __mlauth_exec_complete
+    set -l cur (commandline -ct)
+    set -l words (__mlauth_exec_words)
+    or begin
+        # Still among exec's options: an option is being typed, or its value.
+        string match -q -- '-*' $cur; and return 0
+        contains -- (commandline -opc)[-1] -m --min-valid; and return 0
+    end
+    complete -C (string join ' ' -- (string escape -- $words) $cur)
+end
+
 set -g __mlauth_settings issuer client_id scope api_base application_name model \
     max_tokens min_valid store ca_file timeout retries
 
@@ -116,11 +173,15 @@ complete -c mlauth -n __mlauth_needs_command -a token -d 'Print a valid access t
 complete -c mlauth -n __mlauth_needs_command -a status -d 'Who is logged in, until when'
 complete -c mlauth -n __mlauth_needs_command -a logout -d 'Revoke the session and delete the tokens'
 complete -c mlauth -n __mlauth_needs_command -a send -d 'Send a message to the messages API'
+complete -c mlauth -n __mlauth_needs_command -a env -d 'Print shell commands that export the API base and a token'
+complete -c mlauth -n __mlauth_needs_command -a exec -d 'Run a command with the API base and a token in its environment'
 complete -c mlauth -n __mlauth_needs_command -a config -d 'Show the effective settings'
+complete -c mlauth -n __mlauth_needs_command -a doctor -d 'Check the set-up and say what to fix'
 complete -c mlauth -n __mlauth_needs_command -a help -d 'Show the commands, or one command\'s help'
 
 # login
 complete -c mlauth -n '__mlauth_using login' -l no-browser -d 'Never open a browser'
+complete -c mlauth -n '__mlauth_using login' -l qr -d 'Also draw the link as a QR code'
 complete -c mlauth -n '__mlauth_using login' -s f -l force -d 'Log in again even when the session works'
 
 # token
@@ -140,12 +201,23 @@ complete -c mlauth -n '__mlauth_using send' -s j -l json -d 'Print the raw respo
 complete -c mlauth -n '__mlauth_using send' -l body -r -F -d 'Send FILE (- for stdin) as the request body, as is'
 complete -c mlauth -n '__mlauth_using send' -l retries -x -d 'Retries after 429/502/503/504/529 or a network error'
 
+# env
+complete -c mlauth -n '__mlauth_using env' -l shell -x -a 'sh fish' -d 'The syntax to print'
+complete -c mlauth -n '__mlauth_using env' -s m -l min-valid -x -d 'Seconds the token must stay valid'
+
+# exec: its options until "--" or the command; then the command and its arguments.
+complete -c mlauth -n '__mlauth_using exec; and not __mlauth_exec_words >/dev/null' -s m -l min-valid -x -d 'Seconds the token must stay valid when the command starts'
+complete -c mlauth -n '__mlauth_using exec' -a '(__mlauth_exec_complete)'
+
+# doctor
+complete -c mlauth -n '__mlauth_using doctor' -s j -l json -d 'Print the report as JSON'
+
 # status, logout, config, help
 complete -c mlauth -n '__mlauth_using status' -s j -l json -d 'Print as JSON'
 complete -c mlauth -n '__mlauth_using logout' -s l -l local -d 'Only delete the stored tokens'
 complete -c mlauth -n '__mlauth_using config' -s j -l json -d 'Print all settings as JSON'
 complete -c mlauth -n '__mlauth_using config; and test (__mlauth_operands) -eq 0' -a "$__mlauth_settings" -d Setting
-complete -c mlauth -n '__mlauth_using help; and test (__mlauth_operands) -eq 0' -a 'login token status logout send config' -d Command
+complete -c mlauth -n '__mlauth_using help; and test (__mlauth_operands) -eq 0' -a 'login token status logout send env exec config doctor' -d Command
 
-# Every command takes --help.
-complete -c mlauth -n 'not __mlauth_needs_command' -s h -l help -d 'Show the command\'s help'
+# Every command takes --help (not the command that exec runs).
+complete -c mlauth -n 'not __mlauth_needs_command; and not __mlauth_exec_words >/dev/null' -s h -l help -d 'Show the command\'s help'

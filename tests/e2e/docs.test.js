@@ -1,0 +1,390 @@
+// The user documentation: the man page renders without a warning, the bash, zsh and fish
+// completions load and complete what they should, every command and option of
+// `mlauth help` is in the man page and the completions, and `make install` / `make uninstall`
+// put every file in place and take it away again, with an installed mlauth that finds its
+// helper under libexec.
+//
+// Every child runs with a minimal environment (PATH, LANG and a private HOME/XDG_*), so
+// nothing of the caller's shell, man or fish configuration leaks in; `make` alone keeps the
+// caller's environment, so that under `make e2e` / `make asan` it sees the same build tree
+// and flags as the run that built the binaries.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import {
+  chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync,
+} from 'node:fs';
+import { join, resolve } from 'node:path';
+import { after, test } from 'node:test';
+import { REPO, run, stopAll, tmpEnv } from './rig.js';
+
+after(stopAll);
+
+const MAN = join(REPO, 'man/mlauth.1');
+const BASH = join(REPO, 'completions/mlauth.bash');
+const ZSH = join(REPO, 'completions/_mlauth');
+const FISH = join(REPO, 'completions/mlauth.fish');
+const DEFAULT_ISSUER = 'https://kcpro.virtuosgames.com/realms/Virtuos';
+
+/** Runs a program to completion; resolves { code, signal, stdout, stderr }. */
+function exec(cmd, args, { cwd = REPO, env, input = '', timeoutMs = 120_000 } = {}) {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(cmd, args, { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.stdout.setEncoding('utf8').on('data', (s) => { stdout += s; });
+    child.stderr.setEncoding('utf8').on('data', (s) => { stderr += s; });
+    child.stdin.on('error', () => {});
+    child.stdin.end(input);
+    child.once('error', (err) => { clearTimeout(timer); reject(err); });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolvePromise({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+const report = (r) => `exit ${r.code}${r.signal ? ` (${r.signal})` : ''}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
+
+/** A private HOME and XDG_* (removed by stopAll), with PATH and LANG: a clean environment. */
+function cleanEnv(extra = {}) {
+  const home = tmpEnv();
+  return {
+    home,
+    env: {
+      PATH: process.env.PATH || '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8', ...home.env, ...extra,
+    },
+  };
+}
+
+// ---- the man page ---------------------------------------------------------------------
+
+test('the man page renders without a warning', async () => {
+  const { env } = cleanEnv();
+  const r = await exec('man', ['--warnings', '-E', 'UTF-8', '-l', 'man/mlauth.1'], { env });
+  assert.equal(r.code, 0, report(r));
+  assert.equal(r.stderr, '', report(r));
+  // It did render: the sections are there.
+  for (const s of ['NAME', 'SYNOPSIS', 'COMMANDS', 'FILES', 'STORAGE', 'EXIT STATUS', 'EXAMPLES'])
+    assert.match(r.stdout, new RegExp(`^${s}$`, 'm'));
+});
+
+/** The man page's source with its escapes for hyphens, breaks and non-hyphenation undone. */
+function manSource() {
+  return readFileSync(MAN, 'utf8').replace(/\\-/g, '-').replace(/\\[%:&]/g, '');
+}
+
+test('the man page documents env, exec, doctor, login --qr, the cache and the helper', () => {
+  const man = manSource();
+  // The examples.
+  assert.match(man, /^eval "\$\(mlauth env\)"$/m);
+  assert.match(man, /^mlauth exec -- python script\.py$/m);
+  assert.match(man, /^mlauth doctor$/m);
+  // login --qr, and the terminal manners.
+  assert.match(man, /^\.B --qr$/m);
+  assert.match(man, /^\.B NO_COLOR$/m);
+  assert.match(man, /Waiting for approval\.\.\./);
+  // The kernel keyring cache and the helper.
+  assert.match(man, /^\.SS The kernel keyring cache$/m);
+  assert.match(man, /^\.BI mlauth: profile : client_id : issuer$/m);
+  assert.match(man, /^\.B \/usr\/local\/libexec\/mlauth\/mlauth-helper$/m);
+  // Claude Code's trap, which doctor reports.
+  assert.match(man, /ANTHROPIC_API_KEY/);
+});
+
+// ---- every command and option is documented --------------------------------------------
+
+/** { command: [{ short, long }] } from `mlauth --help` and `mlauth help COMMAND`. */
+async function commandsAndOptions() {
+  const { env } = cleanEnv();
+  const top = await run(['--help'], { env });
+  assert.equal(top.code, 0, report(top));
+  const list = top.stdout.split('\nCommands:\n')[1].split('\n\n')[0];
+  const commands = [...list.matchAll(/^ {2}([a-z]+) /gm)].map((m) => m[1]).filter((c) => c !== 'help');
+  assert.ok(commands.length >= 9, `commands in mlauth --help: ${commands}`);
+  const out = {};
+  for (const c of commands) {
+    const h = await run(['help', c], { env });
+    assert.equal(h.code, 0, report(h));
+    const section = h.stdout.split('\nOptions:\n')[1]?.split('\n\n')[0] ?? '';
+    out[c] = [...section.matchAll(/^ +(?:-([A-Za-z]), )?--([a-z][a-z-]*)/gm)]
+      .map((m) => ({ short: m[1] ?? null, long: m[2] }));
+  }
+  return out;
+}
+
+/**
+ * The top-level entries of the man page's COMMANDS section, { name: text }: each begins with
+ * a .TP outside any .RS/.RE and runs to the next one (the checks of doctor, say, are nested).
+ */
+function manCommands(man) {
+  const section = man.split(/^\.SH COMMANDS$/m)[1].split(/^\.SH /m)[0].split('\n');
+  const entries = {};
+  let depth = 0;
+  let current = null;
+  for (let i = 0; i < section.length; i++) {
+    const line = section[i];
+    if (/^\.RS\b/.test(line)) depth++;
+    else if (/^\.RE\b/.test(line)) depth--;
+    else if (line === '.TP' && depth === 0) {
+      const m = /^\.BR? (\S+)/.exec(section[i + 1] ?? '');
+      current = m ? m[1] : null;
+      if (current !== null) entries[current] = '';
+    }
+    if (current !== null) entries[current] += `${line}\n`;
+  }
+  return entries;
+}
+
+/** The text between `start` (a regex matching a line) and the first match of `end` after it. */
+function slice(text, start, end) {
+  const m = start.exec(text);
+  if (!m) return null;
+  const rest = text.slice(m.index + m[0].length);
+  const e = end.exec(rest);
+  return e ? rest.slice(0, e.index) : rest;
+}
+
+test('every command and option of mlauth help is in the man page and the completions', async () => {
+  const cmds = await commandsAndOptions();
+  const man = manSource();
+  const entries = manCommands(man);
+  const bash = readFileSync(BASH, 'utf8');
+  const zsh = readFileSync(ZSH, 'utf8');
+  const fish = readFileSync(FISH, 'utf8');
+  const missing = [];
+
+  for (const [c, opts] of Object.entries(cmds)) {
+    const manEntry = entries[c] ?? null;
+    const bashEntry = slice(bash, new RegExp(`^\\t\\t${c}\\)`, 'm'), /;;/);
+    const zshEntry = slice(zsh, new RegExp(`^ +\\(${c}\\)$`, 'm'), /;;/);
+    const fishEntry = fish.split('\n').filter((l) => l.includes(`__mlauth_using ${c}`)).join('\n');
+
+    if (manEntry === null) missing.push(`man page: no entry for ${c}`);
+    if (!new RegExp(`^.SY "mlauth ${c}"$`, 'm').test(man)) missing.push(`man page: ${c} not in SYNOPSIS`);
+    if (!new RegExp(`^_mlauth_commands=".*\\b${c}\\b`, 'm').test(bash)) missing.push(`bash: command ${c}`);
+    if (bashEntry === null) missing.push(`bash: no case for ${c}`);
+    if (!zsh.includes(`'${c}:`)) missing.push(`zsh: command ${c}`);
+    if (zshEntry === null) missing.push(`zsh: no case for ${c}`);
+    if (!new RegExp(`-n __mlauth_needs_command -a ${c} `).test(fish)) missing.push(`fish: command ${c}`);
+
+    for (const { short, long } of opts) {
+      const lo = new RegExp(`--${long}(?![a-z-])`);
+      if (manEntry !== null && !lo.test(manEntry)) missing.push(`man page: ${c} --${long}`);
+      if (bashEntry !== null && !lo.test(bashEntry)) missing.push(`bash: ${c} --${long}`);
+      if (zshEntry !== null && !lo.test(zshEntry)) missing.push(`zsh: ${c} --${long}`);
+      if (!new RegExp(`-l ${long}(?![a-z-])`).test(fishEntry)) missing.push(`fish: ${c} --${long}`);
+      if (short === null) continue;
+      const so = new RegExp(`(?:^|[^\\w-])-${short}(?![\\w-])`);
+      if (manEntry !== null && !so.test(manEntry)) missing.push(`man page: ${c} -${short}`);
+      if (bashEntry !== null && !so.test(bashEntry)) missing.push(`bash: ${c} -${short}`);
+      if (zshEntry !== null && !so.test(zshEntry)) missing.push(`zsh: ${c} -${short}`);
+      if (!new RegExp(`-s ${short} `).test(fishEntry)) missing.push(`fish: ${c} -${short}`);
+    }
+  }
+  assert.deepEqual(missing, [], `undocumented:\n${missing.join('\n')}`);
+});
+
+// ---- bash ---------------------------------------------------------------------------------
+
+// Sources the completion file and completes the words given as arguments, the last being
+// the word under the cursor; prints COMPREPLY one per line.
+const BASH_DRIVER = `
+source "$1" || exit 1
+shift
+COMP_WORDS=("$@")
+COMP_CWORD=$(($# - 1))
+COMP_LINE="$*"
+COMP_POINT=\${#COMP_LINE}
+_mlauth mlauth "\${COMP_WORDS[COMP_CWORD]}" "\${COMP_WORDS[COMP_CWORD - 1]}" || exit 1
+(( \${#COMPREPLY[@]} )) && printf '%s\\n' "\${COMPREPLY[@]}"
+exit 0
+`;
+
+async function bashComplete(words, env) {
+  const r = await exec('bash', ['--norc', '--noprofile', '-c', BASH_DRIVER, 'bash', BASH, ...words], { env });
+  assert.equal(r.code, 0, report(r));
+  return r.stdout.split('\n').filter(Boolean);
+}
+
+/** A private environment with a config file of three profiles, and a command on PATH. */
+function completionEnv() {
+  const { home, env } = cleanEnv();
+  mkdirSync(join(env.XDG_CONFIG_HOME, 'mlauth'), { mode: 0o700 });
+  writeFileSync(join(env.XDG_CONFIG_HOME, 'mlauth', 'config'),
+    '# profiles\n[default]\nmin_valid = 600\n\n[staging]\nissuer = https://kc.example.com/realms/s\n' +
+    '  [ci.build-2]  \nstore = file\n');
+  const bin = join(home.dir, 'bin');
+  mkdirSync(bin);
+  writeFileSync(join(bin, 'mlauthdocs-tool'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+  env.PATH = `${bin}:${env.PATH}`;
+  return env;
+}
+
+test('bash: commands, profiles from the config file, options', async () => {
+  const env = completionEnv();
+  assert.deepEqual(await bashComplete(['mlauth', 'to'], env), ['token']);
+  assert.deepEqual(await bashComplete(['mlauth', 'e'], env), ['env', 'exec']);
+  assert.deepEqual(await bashComplete(['mlauth', '-p', ''], env), ['default', 'staging', 'ci.build-2']);
+  assert.deepEqual(await bashComplete(['mlauth', '--profile', 's'], env), ['staging']);
+  assert.deepEqual(await bashComplete(['mlauth', '-q', '-p', 'staging', 'd'], env), ['doctor']);
+  assert.deepEqual(await bashComplete(['mlauth', 'login', '--q'], env), ['--qr']);
+  assert.deepEqual(await bashComplete(['mlauth', 'doctor', '-'], env), ['-j', '--json', '-h', '--help']);
+  assert.deepEqual(await bashComplete(['mlauth', 'env', '--shell', ''], env), ['sh', 'fish']);
+  assert.deepEqual(await bashComplete(['mlauth', 'env', '--s'], env), ['--shell']);
+  assert.deepEqual(await bashComplete(['mlauth', 'help', 'ex'], env), ['exec']);
+});
+
+test('bash: exec completes its options, then the command to run, then files', async () => {
+  const env = completionEnv();
+  assert.deepEqual(await bashComplete(['mlauth', 'exec', '--m'], env), ['--min-valid']);
+  assert.deepEqual(await bashComplete(['mlauth', 'exec', '-m', ''], env), []);
+  assert.deepEqual(await bashComplete(['mlauth', 'exec', '--', 'mlauthdocs-t'], env), ['mlauthdocs-tool']);
+  assert.deepEqual(await bashComplete(['mlauth', 'exec', 'mlauthdocs-t'], env), ['mlauthdocs-tool']);
+  assert.deepEqual(await bashComplete(['mlauth', '-p', 'staging', 'exec', '-m', '900', '--', 'mlauthdocs-t'], env),
+    ['mlauthdocs-tool']);
+  // After the command: its arguments, file names here (no bash-completion loaded).
+  const dir = join(env.HOME, 'data-dir');
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'input.txt'), '');
+  assert.deepEqual(await bashComplete(['mlauth', 'exec', '--', 'mlauthdocs-tool', `${dir}/in`], env),
+    [`${dir}/input.txt`]);
+  // An option of the command is not mistaken for one of exec's.
+  assert.deepEqual(await bashComplete(['mlauth', 'exec', '--', 'mlauthdocs-tool', '--m'], env), []);
+});
+
+// ---- zsh ----------------------------------------------------------------------------------
+
+test('zsh: the completion loads with compinit and registers for mlauth', async () => {
+  const { env } = cleanEnv();
+  const r = await exec('zsh', ['-fc', 'autoload -U compinit; compinit -u; source completions/_mlauth'], { env });
+  assert.equal(r.code, 0, report(r));
+  assert.equal(r.stderr, '', report(r));
+
+  const s = await exec('zsh', ['-fc', 'autoload -U compinit; compinit -u; source completions/_mlauth; ' +
+    'print -r -- $_comps[mlauth]; (( $+functions[_mlauth_profiles] )) && print profiles'], { env });
+  assert.equal(s.code, 0, report(s));
+  assert.equal(s.stdout, '_mlauth\nprofiles\n', report(s));
+});
+
+// ---- fish ---------------------------------------------------------------------------------
+
+async function fishComplete(line, env) {
+  const r = await exec('fish', ['-c', 'source $argv[1]; and complete -C $argv[2]', FISH, line], { env });
+  assert.equal(r.code, 0, report(r));
+  return r.stdout.split('\n').filter(Boolean).map((l) => l.split('\t')[0]);
+}
+
+test('fish: the completion parses, and completes commands, profiles and exec', async () => {
+  const env = completionEnv();
+  const r = await exec('fish', ['-n', 'completions/mlauth.fish'], { env });
+  assert.equal(r.code, 0, report(r));
+  assert.equal(r.stderr, '', report(r));
+
+  assert.deepEqual(await fishComplete('mlauth to', env), ['token']);
+  assert.deepEqual((await fishComplete('mlauth -p ', env)).sort(), ['ci.build-2', 'default', 'staging']);
+  assert.deepEqual((await fishComplete('mlauth env --shell ', env)).sort(), ['fish', 'sh']);
+  assert.ok((await fishComplete('mlauth login --', env)).includes('--qr'));
+  assert.ok((await fishComplete('mlauth doctor --', env)).includes('--json'));
+  assert.deepEqual(await fishComplete('mlauth exec -- mlauthdocs-t', env), ['mlauthdocs-tool']);
+  assert.deepEqual(await fishComplete('mlauth exec -m 900 mlauthdocs-t', env), ['mlauthdocs-tool']);
+  assert.ok((await fishComplete('mlauth exec --', env)).includes('--min-valid'));
+});
+
+// ---- make install / uninstall -------------------------------------------------------------
+
+// `make` keeps the caller's environment: under `make e2e` or `make asan`, MAKEFLAGS names the
+// build tree and flags the binaries were built with, so `all` is the same no-op there.
+function make(args) {
+  return exec('make', ['-s', ...args], { env: { ...process.env }, timeoutMs: 600_000 });
+}
+
+/** Every regular file under dir, as paths relative to it. */
+function filesUnder(dir, prefix = '') {
+  const out = [];
+  for (const e of readdirSync(join(dir, prefix), { withFileTypes: true })) {
+    const rel = prefix ? `${prefix}/${e.name}` : e.name;
+    if (e.isDirectory()) out.push(...filesUnder(dir, rel));
+    else out.push(rel);
+  }
+  return out.sort();
+}
+
+const mode = (p) => statSync(p).mode & 0o7777;
+
+test('make install puts every file in place; the installed mlauth runs its libexec helper; uninstall removes them',
+  { timeout: 900_000 }, async () => {
+    const { home, env } = cleanEnv();
+    const dest = join(home.dir, 'destdir');
+    const vars = [`DESTDIR=${dest}`, 'PREFIX=/usr'];
+
+    // Bring the build up to date with its usual flags first, so that install cannot rebuild
+    // anything (it would compile the front with PREFIX=/usr's libexec directory).
+    let r = await make(['all']);
+    assert.equal(r.code, 0, report(r));
+    r = await make(['-q', 'all']);
+    assert.equal(r.code, 0, `the build is not up to date after make all\n${report(r)}`);
+
+    // Which binaries install copies: from its own dry run.
+    r = await make(['-n', 'install', ...vars]);
+    assert.equal(r.code, 0, report(r));
+    const src = (target) => {
+      const m = new RegExp(`^install -m 0755 (\\S+) \\S*${target}$`, 'm').exec(r.stdout);
+      assert.ok(m, `no install line for ${target} in\n${r.stdout}`);
+      return resolve(REPO, m[1]);
+    };
+    const built = { bin: src('/usr/bin/mlauth'), helper: src('/usr/libexec/mlauth/mlauth-helper') };
+    const before = { bin: statSync(built.bin).mtimeMs, helper: statSync(built.helper).mtimeMs };
+
+    r = await make(['install', ...vars]);
+    assert.equal(r.code, 0, report(r));
+    assert.equal(statSync(built.bin).mtimeMs, before.bin, 'make install rebuilt mlauth');
+    assert.equal(statSync(built.helper).mtimeMs, before.helper, 'make install rebuilt mlauth-helper');
+
+    const installed = {
+      'usr/bin/mlauth': { mode: 0o755, from: built.bin },
+      'usr/libexec/mlauth/mlauth-helper': { mode: 0o755, from: built.helper },
+      'usr/share/man/man1/mlauth.1': { mode: 0o644, from: MAN },
+      'usr/share/bash-completion/completions/mlauth': { mode: 0o644, from: BASH },
+      'usr/share/zsh/site-functions/_mlauth': { mode: 0o644, from: ZSH },
+      'usr/share/fish/vendor_completions.d/mlauth.fish': { mode: 0o644, from: FISH },
+    };
+    assert.deepEqual(filesUnder(dest), Object.keys(installed).sort());
+    for (const [rel, want] of Object.entries(installed)) {
+      const p = join(dest, rel);
+      assert.equal(mode(p).toString(8), want.mode.toString(8), `mode of ${rel}`);
+      assert.ok(readFileSync(p).equals(readFileSync(want.from)), `${rel} is a copy of ${want.from}`);
+    }
+    assert.equal(mode(join(dest, 'usr/libexec/mlauth')).toString(8), '755');
+
+    // Only token is served by the front: config goes through the helper, found under
+    // ../libexec/mlauth/ from the installed binary (the build tree is not on its way).
+    const runEnv = { ...env };
+    for (const k of ['ASAN_OPTIONS', 'LSAN_OPTIONS', 'UBSAN_OPTIONS'])
+      if (process.env[k] !== undefined) runEnv[k] = process.env[k];
+    const mlauth = join(dest, 'usr/bin/mlauth');
+    r = await exec(mlauth, ['config', 'issuer'], { cwd: home.dir, env: runEnv });
+    assert.equal(r.code, 0, report(r));
+    assert.equal(r.stdout, `${DEFAULT_ISSUER}\n`);
+    assert.equal(r.stderr, '');
+    r = await exec(mlauth, ['--version'], { cwd: home.dir, env: runEnv });
+    assert.equal(r.code, 0, report(r));
+    assert.match(r.stdout, /^mlauth \d+\.\d+\.\d+\n$/);
+
+    // Without an executable helper there, it says so (unless one is installed system-wide,
+    // in the directory the front was built for).
+    const systemWide = ['/usr/local/libexec', '/usr/libexec']
+      .some((d) => existsSync(join(d, 'mlauth/mlauth-helper')));
+    if (!systemWide) {
+      chmodSync(join(dest, 'usr/libexec/mlauth/mlauth-helper'), 0o644);
+      r = await exec(mlauth, ['config', 'issuer'], { cwd: home.dir, env: runEnv });
+      assert.equal(r.code, 1, report(r));
+      assert.equal(r.stdout, '');
+      assert.match(r.stderr, /^mlauth: cannot run .*mlauth-helper/);
+      chmodSync(join(dest, 'usr/libexec/mlauth/mlauth-helper'), 0o755);
+    }
+
+    r = await make(['uninstall', ...vars]);
+    assert.equal(r.code, 0, report(r));
+    assert.deepEqual(filesUnder(dest), [], 'files left behind by make uninstall');
+  });
