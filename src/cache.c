@@ -18,7 +18,6 @@
 #include "mlauth/util.h"
 
 #define MAGIC "mlauth-cache 1\n"
-#define TOKEN_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~+/="
 
 /* The description names all three, so another issuer's token is never served. */
 static int
@@ -50,6 +49,14 @@ parse_int(const char **p, const char *end, int64_t *out)
 	return 0;
 }
 
+/* The characters of a bearer token (RFC 6750 b64token), tested by range: the fast path. */
+static bool
+token_char(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	    c == '-' || c == '_' || c == '.' || c == '~' || c == '+' || c == '/' || c == '=';
+}
+
 int
 cache_payload_parse(const char *buf, size_t len, struct cache_entry *e)
 {
@@ -70,7 +77,7 @@ cache_payload_parse(const char *buf, size_t len, struct cache_entry *e)
 	if (tlen == 0 || tlen > CACHE_MAX_TOKEN)
 		return -1;
 	for (size_t i = 0; i < tlen; i++)
-		if (strchr(TOKEN_CHARS, p[i]) == NULL || p[i] == '\0')
+		if (!token_char((unsigned char)p[i]))
 			return -1;
 	if ((e->token = malloc(tlen + 1)) == NULL)
 		return -1;

@@ -315,7 +315,8 @@ exec_login(struct cmd_ctx *ctx, int argc, char **argv)
 
 	if ((status = poll_until_done(ctx, &ho, &p, &d, &w, &t, &err)) != ML_OK)
 		goto fail;
-	if ((status = token_store_answer(&ctx->cfg, &st, &t, NULL, &fresh, &err)) != ML_OK)
+	if ((status = token_store_answer(&ctx->cfg, &st, &t, NULL, p.token_endpoint,
+	    &fresh, &err)) != ML_OK)
 		goto fail;
 	print_welcome(ctx, &fresh);
 	goto out;

@@ -53,6 +53,8 @@ struct send {
 	struct messages_stream ms;
 	struct ml_err stream_err;
 	bool printed;		/* output already reached stdout: no retry may repeat it */
+	struct store st;	/* opened only when the kernel cache cannot answer */
+	bool st_open;
 	bool text_ends_nl;
 };
 
@@ -262,8 +264,25 @@ jitter_seed(void)
 	return r;
 }
 
+/* A token for to: the kernel cache's, or the store's (refreshed if need be). */
 static int
-converse(struct send *s, struct store *st, struct ml_err *err)
+fresh_token(struct send *s, const struct token_opts *to, struct token_result *tr,
+    struct ml_err *err)
+{
+	int rc;
+
+	if (token_cached(&s->ctx->cfg, to, tr))
+		return ML_OK;
+	if (!s->st_open) {
+		if ((rc = store_open(&s->ctx->cfg, &s->st, err)) != ML_OK)
+			return rc;
+		s->st_open = true;
+	}
+	return token_get_fresh(&s->ctx->cfg, s->ctx->verbose, &s->st, to, tr, err);
+}
+
+static int
+converse(struct send *s, struct ml_err *err)
 {
 	struct token_opts to = { .min_valid = s->ctx->cfg.min_valid };
 	struct token_result tr;
@@ -284,7 +303,7 @@ converse(struct send *s, struct store *st, struct ml_err *err)
 	 */
 	if (ho.timeout < SEND_TIMEOUT)
 		ho.timeout = SEND_TIMEOUT;
-	if ((rc = token_get_fresh(&s->ctx->cfg, s->ctx->verbose, st, &to, &tr, err)) != ML_OK)
+	if ((rc = fresh_token(s, &to, &tr, err)) != ML_OK)
 		goto out;
 	if (tr.warning[0] != '\0')
 		cmd_warn(s->ctx, "%s", tr.warning);
@@ -324,7 +343,7 @@ converse(struct send *s, struct store *st, struct ml_err *err)
 			refreshed_after_401 = true;
 			to.rejected = token;
 			token_result_free(&tr);
-			rc = token_get_fresh(&s->ctx->cfg, s->ctx->verbose, st, &to, &tr, err);
+			rc = fresh_token(s, &to, &tr, err);
 			to.rejected = NULL;
 			if (rc != ML_OK)
 				goto out;
@@ -416,9 +435,7 @@ static int
 exec_send(struct cmd_ctx *ctx, int argc, char **argv)
 {
 	struct send s;
-	struct store st;
 	struct ml_err err;
-	bool store_ok = false;
 	char *text = NULL, *end;
 	int c, status;
 
@@ -496,10 +513,7 @@ exec_send(struct cmd_ctx *ctx, int argc, char **argv)
 			goto fail;
 		s.body_len = strlen(s.body);
 	}
-	if ((status = store_open(&ctx->cfg, &st, &err)) != ML_OK)
-		goto fail;
-	store_ok = true;
-	if ((status = converse(&s, &st, &err)) != ML_OK)
+	if ((status = converse(&s, &err)) != ML_OK)
 		goto fail;
 	goto out;
 fail:
@@ -507,8 +521,8 @@ fail:
 		putchar('\n');
 	status = cmd_fail(ctx, &err);
 out:
-	if (store_ok)
-		store_close(&st);
+	if (s.st_open)
+		store_close(&s.st);
 	sse_free(s.sse);
 	messages_stream_free(&s.ms);
 	free(s.body);

@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 
+#include "mlauth/config.h"
 #include "mlauth/record.h"
 #include "mlauth/secret.h"
 
@@ -33,6 +34,7 @@ record_to_json(const struct record *r, char **out, struct ml_err *err)
 	bad |= put_str(o, "id_token", r->id_token);
 	bad |= put_str(o, "scope", r->scope);
 	bad |= put_str(o, "token_type", r->token_type);
+	bad |= put_str(o, "token_endpoint", r->token_endpoint);
 	bad |= json_object_set_new(o, "expires_at", json_integer(r->expires_at));
 	bad |= json_object_set_new(o, "refresh_expires_at", json_integer(r->refresh_expires_at));
 	bad |= json_object_set_new(o, "obtained_at", json_integer(r->obtained_at));
@@ -112,6 +114,9 @@ record_from_json(const char *buf, size_t len, struct record *r, struct ml_err *e
 		bad = "scope";
 	else if (get_str(o, "token_type", &r->token_type, false) < 0)
 		bad = "token_type";
+	else if (get_str(o, "token_endpoint", &r->token_endpoint, false) < 0 ||
+	    (r->token_endpoint != NULL && !config_url_allowed(r->token_endpoint)))
+		bad = "token_endpoint";
 	else if (get_time(o, "expires_at", &r->expires_at, true) < 0)
 		bad = "expires_at";
 	else if (get_time(o, "refresh_expires_at", &r->refresh_expires_at, false) < 0)
@@ -145,5 +150,6 @@ record_free(struct record *r)
 	secret_free(r->id_token);
 	free(r->scope);
 	free(r->token_type);
+	free(r->token_endpoint);
 	memset(r, 0, sizeof *r);
 }

@@ -74,8 +74,8 @@ token_cache(const struct config *cfg, const struct record *r)
 
 int
 token_store_answer(const struct config *cfg, struct store *st,
-    const struct oidc_tokens *t, const struct record *prev, struct record *out,
-    struct ml_err *err)
+    const struct oidc_tokens *t, const struct record *prev, const char *token_endpoint,
+    struct record *out, struct ml_err *err)
 {
 	struct jwt_claims claims;
 	int64_t now = util_now();
@@ -117,6 +117,10 @@ token_store_answer(const struct config *cfg, struct store *st,
 		out->id_token = secret_dup(t->id_token);
 	else if (prev != NULL && prev->id_token != NULL)
 		out->id_token = secret_dup(prev->id_token);
+	if (token_endpoint == NULL && prev != NULL)
+		token_endpoint = prev->token_endpoint;
+	if (token_endpoint != NULL && (out->token_endpoint = strdup(token_endpoint)) == NULL)
+		return err_set(err, ML_EFAIL, "out of memory");
 	if (t->scope != NULL)
 		out->scope = strdup(t->scope);
 	else if (prev != NULL && prev->scope != NULL)
@@ -151,11 +155,30 @@ refresh(const struct config *cfg, int verbose, struct store *st, struct record *
 	token_http_opts(cfg, verbose, &ho);
 	if ((rc = http_global_init(err)) != ML_OK)
 		return rc;
+	/*
+	 * One request, not two: the token endpoint found at login.  Only a
+	 * definite refusal of that endpoint (it moved: 404, a redirect) is worth
+	 * a discovery and a second try; after a timeout the provider may have
+	 * used the refresh token already, and presenting it again would make a
+	 * rotating provider revoke the session.
+	 */
+	if (r->token_endpoint != NULL) {
+		p.token_endpoint = r->token_endpoint;
+		rc = oidc_refresh(&ho, &p, cfg->client_id, r->refresh_token, &t, err);
+		p.token_endpoint = NULL;
+		if (rc == ML_OK)
+			goto store;
+		if (rc != ML_EFAIL)
+			goto out;
+		oidc_tokens_free(&t);
+		err_clear(err);
+	}
 	if ((rc = oidc_discover(&ho, cfg->issuer, &p, err)) != ML_OK)
 		goto out;
 	if ((rc = oidc_refresh(&ho, &p, cfg->client_id, r->refresh_token, &t, err)) != ML_OK)
 		goto out;
-	rc = token_store_answer(cfg, st, &t, r, &res->rec, err);
+store:
+	rc = token_store_answer(cfg, st, &t, r, p.token_endpoint, &res->rec, err);
 	if (rc == ML_OK)
 		res->refreshed = true;
 out:
@@ -243,6 +266,34 @@ out:
 		lock_release(lockfd);
 	record_free(&r);
 	return rc;
+}
+
+bool
+token_cached(const struct config *cfg, const struct token_opts *o, struct token_result *res)
+{
+	struct cache_entry e;
+	struct record *r = &res->rec;
+
+	memset(res, 0, sizeof *res);
+	if (cache_get(cfg->profile, cfg->issuer, cfg->client_id, &e) != 0)
+		return false;
+	if ((o->rejected != NULL && strcmp(o->rejected, e.token) == 0) ||
+	    !cache_fresh(e.expires_at, e.obtained_at, o->min_valid, util_now())) {
+		cache_entry_free(&e);
+		return false;
+	}
+	r->access_token = e.token;
+	e.token = NULL;
+	r->expires_at = e.expires_at;
+	r->obtained_at = e.obtained_at;
+	r->issuer = strdup(cfg->issuer);
+	r->client_id = strdup(cfg->client_id);
+	r->token_type = strdup("Bearer");
+	if (r->issuer == NULL || r->client_id == NULL || r->token_type == NULL) {
+		token_result_free(res);
+		return false;
+	}
+	return true;
 }
 
 void

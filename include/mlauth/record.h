@@ -12,6 +12,7 @@ struct record {
 	char *issuer, *client_id;
 	char *access_token, *refresh_token, *id_token;	/* secrets */
 	char *scope, *token_type;
+	char *token_endpoint;	/* from discovery at login: refresh needs no discovery */
 	int64_t expires_at;		/* access token, absolute, local clock */
 	int64_t refresh_expires_at;	/* 0: unknown or no expiry (offline token) */
 	int64_t obtained_at;

@@ -54,16 +54,25 @@ int token_get_fresh(const struct config *cfg, int verbose, struct store *st,
     const struct token_opts *o, struct token_result *res, struct ml_err *err);
 void token_result_free(struct token_result *res);
 
+/*
+ * The kernel cache's token when it is fresh for o (and not o->rejected): a
+ * minimal record (token, expiry, issuer, client) in res, no store, no D-Bus.
+ * False when the caller must use token_get_fresh; token_result_free either way.
+ */
+bool token_cached(const struct config *cfg, const struct token_opts *o,
+    struct token_result *res);
+
 /* Put r's access token into the kernel-keyring cache (cache.h), quietly. */
 void token_cache(const struct config *cfg, const struct record *r);
 
 /*
  * Build the record for a token answer (expiry from expires_in on the local
  * clock, the JWT's own lifetime as fallback) keeping prev's refresh token
- * when the answer has none, and store it.  prev may be NULL.
+ * when the answer has none, and store it with token_endpoint (or prev's), so
+ * the next refresh needs no discovery.  prev and token_endpoint may be NULL.
  */
 int token_store_answer(const struct config *cfg, struct store *st,
-    const struct oidc_tokens *t, const struct record *prev, struct record *out,
-    struct ml_err *err);
+    const struct oidc_tokens *t, const struct record *prev, const char *token_endpoint,
+    struct record *out, struct ml_err *err);
 
 #endif

@@ -88,7 +88,9 @@ test('a stale token is refreshed once and the rotated refresh token kept', async
   const t = await run(['token'], { env });
   assert.equal(t.code, 0, t.stderr);
   assert.notEqual(t.stdout, first);
-  assert.equal((await op.counters()).refresh, 1);
+  const c = await op.counters();
+  assert.equal(c.refresh, 1);
+  assert.equal(c.discovery, 0, 'the token endpoint came from the login, not a new discovery');
   const afterRec = await storedRecord(env);
   assert.equal(afterRec.access_token, t.stdout.trimEnd());
   assert.notEqual(afterRec.refresh_token, before.refresh_token);
