@@ -13,7 +13,7 @@ PKGS      := libcurl jansson libsecret-1 glib-2.0 gio-2.0 libkeyutils libqrencod
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # The front binary serves cached tokens: only what starts in well under a millisecond.
-FRONT_LIBS := $(shell pkg-config --libs glib-2.0 libkeyutils 2>/dev/null)
+FRONT_LIBS := $(shell pkg-config --libs glib-2.0 jansson libkeyutils 2>/dev/null)
 
 OPT       ?= -O2 -g
 WARN      := -std=c11 -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes \
@@ -28,7 +28,8 @@ LIB_SRC   := $(filter-out src/main.c src/front.c src/cmd_%.c,$(wildcard src/*.c)
 CMD_SRC   := src/main.c $(wildcard src/cmd_*.c)
 LIB_OBJ   := $(LIB_SRC:src/%.c=$(B)/%.o)
 CMD_OBJ   := $(CMD_SRC:src/%.c=$(B)/%.o)
-FRONT_OBJ := $(addprefix $(B)/,front.o cli.o config.o err.o util.o secret.o cache.o tokenfmt.o)
+FRONT_OBJ := $(addprefix $(B)/,front.o cli.o config.o err.o util.o secret.o cache.o \
+             tokenfmt.o store_file.o record.o)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 # A clang build keeps its binaries in its own tree, so it never replaces gcc's.

@@ -4,7 +4,7 @@
  * Tools call `mlauth token` before every request, so this binary links
  * nothing heavy (no libcurl, no libsecret/GIO, no libcrypto: each costs
  * milliseconds at every start).  It serves a fresh token from the kernel
- * keyring cache and executes the helper (libexec/mlauth/mlauth-helper, or
+ * keyring cache (or, with store=file, from the file) and executes the helper (libexec/mlauth/mlauth-helper, or
  * mlauth-helper beside it in the build tree) for everything else, with the
  * same argv, so the helper parses and reports exactly as if called directly.
  * git keeps libcurl out of `git` for the same reason (git-remote-https).
@@ -20,7 +20,9 @@
 #include "mlauth/cache.h"
 #include "mlauth/cli.h"
 #include "mlauth/config.h"
+#include "mlauth/record.h"
 #include "mlauth/secret.h"
+#include "mlauth/store.h"
 #include "mlauth/tokenfmt.h"
 #include "mlauth/util.h"
 
@@ -64,6 +66,38 @@ exec_helper(char **argv)
 }
 
 /*
+ * store=file asks for no D-Bus: read the record here rather than start the
+ * helper (the file's 0600/owner/symlink checks come with store_file_load).
+ * Fills e on success; anything unusual is the helper's to handle and report.
+ */
+static int
+file_lookup(const struct config *cfg, struct cache_entry *e)
+{
+	struct record r;
+	struct ml_err err;
+	char *path = NULL, *json = NULL;
+	int rc = -1;
+
+	memset(&r, 0, sizeof r);
+	if (store_file_path(cfg->profile, &path, &err) != ML_OK ||
+	    store_file_load(path, &json, &err) != ML_OK || json == NULL ||
+	    record_from_json(json, strlen(json), &r, &err) != ML_OK)
+		goto out;
+	if (strcmp(r.issuer, cfg->issuer) != 0 || strcmp(r.client_id, cfg->client_id) != 0)
+		goto out;
+	e->token = r.access_token;
+	r.access_token = NULL;
+	e->expires_at = r.expires_at;
+	e->obtained_at = r.obtained_at;
+	rc = 0;
+out:
+	record_free(&r);
+	secret_free(json);
+	free(path);
+	return rc;
+}
+
+/*
  * `mlauth token [options]` with a fresh cached token: print it and return 0
  * (1 when stdout failed); -1 when the helper must answer instead.
  */
@@ -88,7 +122,8 @@ serve_cached(const struct cli_globals *g, int argc, char **argv)
 	if (config_load(&cfg, g->profile, g->file, g->ov, g->nov, &err) != ML_OK)
 		goto out;
 	secret_protect_process();
-	if (cache_get(cfg.profile, cfg.issuer, cfg.client_id, &e) != 0)
+	if (cache_get(cfg.profile, cfg.issuer, cfg.client_id, &e) != 0 &&
+	    (cfg.store != CONFIG_STORE_FILE || file_lookup(&cfg, &e) != 0))
 		goto out;
 	now = util_now();
 	if (cache_fresh(e.expires_at, e.obtained_at, a.min_valid >= 0 ? a.min_valid :

@@ -1,6 +1,9 @@
 // The kernel-keyring cache behind `mlauth token`'s fast path, tested like any store.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
+import { copyFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { MLAUTH_BIN, run, startOP, stopAll } from './rig.js';
 import { login, setup, sleep, tool } from './fixtures.js';
 
@@ -20,7 +23,7 @@ async function cached(issuer, profile) {
 test('the front binary links nothing heavy', async () => {
   const r = await tool('ldd', [MLAUTH_BIN], {});
   assert.equal(r.code, 0);
-  for (const lib of ['libcurl', 'libsecret', 'libgio', 'libcrypto', 'libssl', 'libjansson'])
+  for (const lib of ['libcurl', 'libsecret', 'libgio', 'libcrypto', 'libssl', 'libgnutls'])
     assert.ok(!r.out.includes(lib), `${lib} in: ${r.out}`);
 });
 
@@ -104,4 +107,22 @@ test('with keyctl forbidden, token falls through to the Secret Service silently'
   assert.equal(r.err, '');
   assert.match(r.out, /^[\w-]+\.[\w-]+\.[\w-]+\n$/);
   assert.equal(await cached(op.issuer), null, 'nothing was cached');
+});
+
+test('with store=file the front reads the file itself: no helper, no keyring', async () => {
+  assert.ok(NO_KEYCTL, 'NO_KEYCTL names the seccomp wrapper (make e2e sets it)');
+  const { op, env } = await setup({ keyring: false });
+  const fenv = { ...env, MLAUTH_STORE: 'file' };
+  assert.equal((await login(fenv, op)).code, 0);
+  const want = (await run(['token'], { env: fenv })).stdout;
+  // The front alone, with no helper beside it or installed: only it can answer.
+  const dir = mkdtempSync(join(tmpdir(), 'mlauth-front-'));
+  copyFileSync(MLAUTH_BIN, join(dir, 'mlauth'));
+  const r = await tool(NO_KEYCTL, [join(dir, 'mlauth'), 'token'], fenv);
+  assert.equal(r.code, 0, r.err);
+  assert.equal(r.out, want);
+  // Anything it cannot answer still goes to the helper, which is missing here.
+  const s = await tool(join(dir, 'mlauth'), ['status'], fenv);
+  assert.equal(s.code, 1);
+  assert.match(s.err, /cannot run .*mlauth-helper/);
 });
