@@ -151,6 +151,9 @@ $(FUZZ_B)/libmlauth.a: $(FUZZ_LIB_OBJ)
 $(FUZZ_B)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_B)/libmlauth.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_B)/libmlauth.a $(PKG_LIBS)
 
+# fuzz_sse_limits.c is fuzz_sse.c built for ~1 MiB streams.
+$(FUZZ_B)/fuzz_sse_limits: tests/fuzz/fuzz_sse.c
+
 $(FUZZ_B)/obj:
 	@mkdir -p $@
 

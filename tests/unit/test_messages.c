@@ -951,6 +951,19 @@ stream_text_with_nul(void **state)
 	messages_stream_free(&r.ms);
 }
 
+/* Found by fuzz_messages_error: tag stripping fed the redactor one byte at a time. */
+static void
+error_html_echoing_a_token_is_redacted(void **state)
+{
+	const char body[] = "<html><body><p>Bad header: Authorization: Bearer "
+	    "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlc2lnbmF0dXJl</p></body></html>";
+	struct ml_err err;
+
+	assert_int_equal(messages_parse_error(400, body, sizeof body - 1, &err), ML_EAPI);
+	assert_null(strstr(err.msg, "eyJhbGciOiJSUzI1NiJ9"));
+	assert_non_null(strstr(err.msg, "[redacted]"));
+}
+
 int
 main(void)
 {
@@ -981,6 +994,7 @@ main(void)
 		cmocka_unit_test(stream_hostile_events),
 		cmocka_unit_test(stream_text_failure),
 		cmocka_unit_test(stream_text_with_nul),
+		cmocka_unit_test(error_html_echoing_a_token_is_redacted),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
