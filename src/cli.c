@@ -108,3 +108,14 @@ cli_parse_globals(int argc, char **argv, struct cli_globals *g, struct ml_err *e
 	g->first = optind;
 	return ML_OK;
 }
+
+void
+cli_print_help(FILE *fp, const char *name, const char *summary, const char *usage,
+    const char *help)
+{
+	fprintf(fp, "usage: mlauth %s%s%s\n\n%s\n", name, usage[0] ? " " : "", usage, summary);
+	if (help != NULL && help[0] != '\0')
+		fprintf(fp, "\n%s", help);
+	fputs("\nGlobal options (-p PROFILE, -c FILE, -o KEY=VALUE, -v, -q, --no-color) go "
+	    "before the command; see mlauth --help and man mlauth.\n", fp);
+}

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "mlauth/cli.h"
 #include "mlauth/cmd.h"
 #include "mlauth/http.h"
 #include "mlauth/store.h"
@@ -71,12 +72,7 @@ cmd_fail(const struct cmd_ctx *ctx, const struct ml_err *err)
 void
 cmd_print_help(const struct cmd_entry *e, FILE *fp)
 {
-	fprintf(fp, "usage: mlauth %s%s%s\n\n%s\n", e->name, e->usage[0] ? " " : "",
-	    e->usage, e->summary);
-	if (e->help != NULL && e->help[0] != '\0')
-		fprintf(fp, "\n%s", e->help);
-	fputs("\nGlobal options (-p PROFILE, -c FILE, -o KEY=VALUE, -v, -q, --no-color) go "
-	    "before the command; see mlauth --help and man mlauth.\n", fp);
+	cli_print_help(fp, e->name, e->summary, e->usage, e->help);
 }
 
 int

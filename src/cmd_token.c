@@ -39,18 +39,9 @@ exec_token(struct cmd_ctx *ctx, int argc, char **argv)
 
 const struct cmd_entry cmd_token_entry = {
 	.name = "token",
-	.summary = "print a valid access token (refreshed when close to expiry)",
-	.usage = "[--header | --json] [--min-valid SECS] [--no-refresh]",
-	.help =
-	    "Options:\n"
-	    "  -H, --header          print 'Authorization: Bearer TOKEN'\n"
-	    "  -j, --json            print {\"access_token\",\"expires_at\",\"expires_in\",\"token_type\"}\n"
-	    "      --format FMT      plain (default), header or json\n"
-	    "  -m, --min-valid SECS  the token must stay valid this long (default: setting\n"
-	    "                        min_valid, 300); capped at half the token's lifetime\n"
-	    "      --no-refresh      never use the network; exit 3 when the token is stale\n"
-	    "\nStdout carries the token and one newline, nothing else.  Example:\n"
-	    "  curl -H \"$(mlauth token --header)\" https://...\n",
+	.summary = tokenfmt_summary,
+	.usage = tokenfmt_usage,
+	.help = tokenfmt_help,
 	.options = tokenfmt_options,
 	.exec = exec_token,
 };

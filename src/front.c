@@ -10,6 +10,7 @@
  * git keeps libcurl out of `git` for the same reason (git-remote-https).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -138,6 +139,20 @@ out:
 	return rc;
 }
 
+/* `token --help` (an option before any operand) or `help token`: no helper needed. */
+static bool
+wants_token_help(int argc, char **argv)
+{
+	if (argc == 2 && strcmp(argv[0], "help") == 0 && strcmp(argv[1], "token") == 0)
+		return true;
+	if (argc < 1 || strcmp(argv[0], "token") != 0)
+		return false;
+	for (int i = 1; i < argc && argv[i][0] == '-' && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			return true;
+	return false;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -149,6 +164,10 @@ main(int argc, char **argv)
 	if (g.version) {
 		printf("mlauth %s\n", MLAUTH_VERSION);
 		return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
+	}
+	if (wants_token_help(argc - g.first, argv + g.first)) {
+		cli_print_help(stdout, "token", tokenfmt_summary, tokenfmt_usage, tokenfmt_help);
+		return fclose(stdout) == 0 ? 0 : 1;
 	}
 	if (g.first < argc && strcmp(argv[g.first], "token") == 0) {
 		switch (serve_cached(&g, argc - g.first, argv + g.first)) {

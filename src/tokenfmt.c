@@ -5,6 +5,20 @@
 
 #include "mlauth/tokenfmt.h"
 
+/* Here, not in cmd_token.c, so the front can print them without the helper. */
+const char tokenfmt_summary[] = "print a valid access token (refreshed when close to expiry)";
+const char tokenfmt_usage[] = "[--header | --json] [--min-valid SECS] [--no-refresh]";
+const char tokenfmt_help[] =
+    "Options:\n"
+    "  -H, --header          print 'Authorization: Bearer TOKEN'\n"
+    "  -j, --json            print {\"access_token\",\"expires_at\",\"expires_in\",\"token_type\"}\n"
+    "      --format FMT      plain (default), header or json\n"
+    "  -m, --min-valid SECS  the token must stay valid this long (default: setting\n"
+    "                        min_valid, 300); capped at half the token's lifetime\n"
+    "      --no-refresh      never use the network; exit 3 when the token is stale\n"
+    "\nStdout carries the token and one newline, nothing else.  Example:\n"
+    "  curl -H \"$(mlauth token --header)\" https://...\n";
+
 const struct option tokenfmt_options[] = {
 	{ "header", no_argument, NULL, 'H' },
 	{ "json", no_argument, NULL, 'j' },

@@ -3,6 +3,7 @@
 #define MLAUTH_CLI_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "mlauth/config.h"
 #include "mlauth/err.h"
@@ -25,5 +26,9 @@ struct cli_globals {
  * with a one-line message that may suggest the option meant; *g is zeroed first.
  */
 int cli_parse_globals(int argc, char **argv, struct cli_globals *g, struct ml_err *err);
+
+/* A command's help, in the one layout both binaries print (to fp, for --help). */
+void cli_print_help(FILE *fp, const char *name, const char *summary, const char *usage,
+    const char *help);
 
 #endif

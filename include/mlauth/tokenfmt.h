@@ -15,7 +15,8 @@ enum tokenfmt { TOKENFMT_PLAIN, TOKENFMT_HEADER, TOKENFMT_JSON };
 
 enum { TOKENFMT_OPT_NO_REFRESH = 256, TOKENFMT_OPT_FORMAT };
 
-/* The token command's long options (short letters in .val). */
+/* The token command's help texts and long options (short letters in .val). */
+extern const char tokenfmt_summary[], tokenfmt_usage[], tokenfmt_help[];
 extern const struct option tokenfmt_options[];
 
 struct token_args {

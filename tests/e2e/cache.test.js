@@ -126,3 +126,15 @@ test('with store=file the front reads the file itself: no helper, no keyring', a
   assert.equal(s.code, 1);
   assert.match(s.err, /cannot run .*mlauth-helper/);
 });
+
+test('token --help and help token come from the front alone, the same as the helper', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mlauth-front-'));
+  copyFileSync(MLAUTH_BIN, join(dir, 'mlauth'));
+  const full = await run(['token', '--help']);
+  assert.equal(full.code, 0);
+  for (const args of [['token', '--help'], ['token', '-j', '-h'], ['help', 'token']]) {
+    const r = await tool(join(dir, 'mlauth'), args, {});
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.out, full.stdout);
+  }
+});
