@@ -178,3 +178,15 @@ bench/out/herd: bench/herd.c
 	@mkdir -p bench/out
 	$(CC) -O2 -std=c11 -Wall -Wextra -Werror -o $@ bench/herd.c
 # ---- bench (end) ----
+
+# ---- valgrind (begin): memcheck over the main paths, owned by the security tests ----
+# `make valgrind` runs login, token (the front's cached fast path and a refresh), status,
+# send, send --stream and logout, with the file store and the Secret Service, under
+# valgrind memcheck against the e2e rig: any memory error or definitely lost block fails.
+# Library-internal noise only: tests/valgrind.supp.
+.PHONY: valgrind
+
+valgrind: deps
+	@$(MAKE) --no-print-directory all
+	@sh tests/valgrind.sh $(BIN)
+# ---- valgrind (end) ----

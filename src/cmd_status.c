@@ -79,8 +79,10 @@ print_text(const struct config *cfg, const struct store *st, const struct record
 	util_format_time(r->expires_at, at, sizeof at);
 	util_format_duration(r->expires_at > v->now ? r->expires_at - v->now :
 	    v->now - r->expires_at, in, sizeof in);
-	printf("Access token: %s %s (%s %s)\n", r->expires_at > v->now ? "valid until" :
-	    "expired at", at, r->expires_at > v->now ? "in" : "", in);
+	if (r->expires_at > v->now)
+		printf("Access token: valid until %s (in %s)\n", at, in);
+	else
+		printf("Access token: expired at %s (%s ago)\n", at, in);
 	if (r->refresh_token == NULL) {
 		printf("Session:      no refresh token: run mlauth login when the token expires\n");
 	} else if (r->refresh_expires_at == 0) {

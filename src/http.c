@@ -622,7 +622,9 @@ http_xferinfo_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ult
 		x->last_progress = now;
 		return 0;
 	}
-	if (now.tv_sec - x->last_progress.tv_sec >= x->stall) {
+	/* In milliseconds: whole seconds would cut the wait short by up to one. */
+	if ((now.tv_sec - x->last_progress.tv_sec) * 1000L +
+	    (now.tv_nsec - x->last_progress.tv_nsec) / 1000000L >= x->stall * 1000L) {
 		x->stalled = true;
 		return 1;
 	}

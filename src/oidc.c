@@ -735,6 +735,7 @@ oidc_token_request(const struct http_opts *o, const struct oidc_provider *p,
 
 	if ((rc = oidc_post(o, p->token_endpoint, form, &resp, err)) == ML_OK)
 		rc = oidc_token_parse(resp.status, resp.body, resp.len, t, err);
+	t->status = resp.status;	/* after the parse, which clears *t on failure */
 	http_response_free(&resp);
 	return rc;
 }

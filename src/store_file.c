@@ -136,14 +136,16 @@ out:
 	return rc;
 }
 
-int
-store_dir_ensure(const char *dir, struct ml_err *err)
+/*
+ * Refuse a directory that is a symbolic link or no directory, that someone
+ * else owns, or that group or others can access.
+ */
+static int
+dir_check(const char *dir, struct ml_err *err)
 {
 	struct stat st;
 	int fd = -1, rc;
 
-	if ((rc = mkdir_parents(dir, err)) != ML_OK)
-		return rc;
 	/* Check the directory we can open, not a name that could be swapped later. */
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
@@ -179,6 +181,16 @@ out:
 	if (fd >= 0)
 		(void)close(fd);
 	return rc;
+}
+
+int
+store_dir_ensure(const char *dir, struct ml_err *err)
+{
+	int rc;
+
+	if ((rc = mkdir_parents(dir, err)) != ML_OK)
+		return rc;
+	return dir_check(dir, err);
 }
 
 int
@@ -261,13 +273,28 @@ int
 store_file_load(const char *path, char **json, struct ml_err *err)
 {
 	struct stat st;
-	char *buf = NULL;
+	char *buf = NULL, *dir;
 	size_t want, got = 0;
 	ssize_t n;
 	char extra;
 	int fd, rc;
 
 	*json = NULL;
+	/*
+	 * The directory's rules hold for reading too: a session read from a
+	 * directory that a save then refuses would be refreshed (and a rotated
+	 * refresh token lost) before the refusal.  No directory: no record.
+	 */
+	if ((dir = path_dir(path)) == NULL)
+		return err_set(err, ML_ESTORE, "out of memory");
+	if (lstat(dir, &st) != 0 && errno == ENOENT) {
+		free(dir);
+		return ML_OK;
+	}
+	rc = dir_check(dir, err);
+	free(dir);
+	if (rc != ML_OK)
+		return rc;
 	/*
 	 * O_NONBLOCK: a FIFO planted at the path would otherwise block open()
 	 * until a writer appears; fstat then refuses it.

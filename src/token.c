@@ -168,7 +168,8 @@ refresh(const struct config *cfg, int verbose, struct store *st, struct record *
 		p.token_endpoint = NULL;
 		if (rc == ML_OK)
 			goto store;
-		if (rc != ML_EFAIL)
+		/* Any other answer may have spent the refresh token: never present it twice. */
+		if (t.status != 404 && t.status != 410 && (t.status < 300 || t.status >= 400))
 			goto out;
 		oidc_tokens_free(&t);
 		err_clear(err);
