@@ -26,20 +26,6 @@ static pid_t srv_pid = -1;
 static int srv_port;
 static char srv_base[64];	/* http://127.0.0.1:PORT */
 
-static void
-msg_has(const char *msg, const char *needle)
-{
-	if (strstr(msg, needle) == NULL)
-		fail_msg("'%s' lacks '%s'", msg, needle);
-}
-
-static void
-msg_lacks(const char *msg, const char *needle)
-{
-	if (strstr(msg, needle) != NULL)
-		fail_msg("'%s' shows '%s'", msg, needle);
-}
-
 /* ---- no network ---- */
 
 static void
