@@ -3,8 +3,11 @@
  *
  * One "user" key per profile, issuer and client, in the user keyring, with
  * the key's timeout at the token's expiry.  The payload is plain text,
- * "mlauth-cache 1\n<expires_at>\n<obtained_at>\n<token>", so the front
- * binary needs no JSON parser to read it.
+ * "mlauth-cache 2\n<expires_at>\n<obtained_at>\n<home>\n<token>", so the
+ * front binary needs no JSON parser to read it.  <home> is the profile's
+ * file-store path: the kernel keyring is per user, but a user may keep
+ * several homes (XDG_STATE_HOME), each with its own session; a token cached
+ * for another home is a miss, never served.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,9 +18,10 @@
 
 #include "mlauth/cache.h"
 #include "mlauth/secret.h"
+#include "mlauth/store.h"
 #include "mlauth/util.h"
 
-#define MAGIC "mlauth-cache 1\n"
+#define MAGIC "mlauth-cache 2\n"
 
 /* The description names all three, so another issuer's token is never served. */
 static int
@@ -60,7 +64,7 @@ token_char(unsigned char c)
 int
 cache_payload_parse(const char *buf, size_t len, struct cache_entry *e)
 {
-	const char *p = buf, *end = buf + len;
+	const char *p = buf, *end = buf + len, *nl;
 	size_t tlen;
 
 	memset(e, 0, sizeof *e);
@@ -69,21 +73,48 @@ cache_payload_parse(const char *buf, size_t len, struct cache_entry *e)
 	p += sizeof MAGIC - 1;
 	if (parse_int(&p, end, &e->expires_at) < 0 || parse_int(&p, end, &e->obtained_at) < 0)
 		return -1;
+	if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL || nl == p ||
+	    memchr(p, '\0', (size_t)(nl - p)) != NULL)
+		return -1;
+	if ((e->home = malloc((size_t)(nl - p) + 1)) == NULL)
+		return -1;
+	memcpy(e->home, p, (size_t)(nl - p));
+	e->home[nl - p] = '\0';
+	p = nl + 1;
 	tlen = (size_t)(end - p);
 	/*
 	 * The token goes straight to stdout and into HTTP headers: only the
 	 * characters a JWT or opaque bearer token is made of.
 	 */
 	if (tlen == 0 || tlen > CACHE_MAX_TOKEN)
-		return -1;
+		goto bad;
 	for (size_t i = 0; i < tlen; i++)
 		if (!token_char((unsigned char)p[i]))
-			return -1;
+			goto bad;
 	if ((e->token = malloc(tlen + 1)) == NULL)
-		return -1;
+		goto bad;
 	memcpy(e->token, p, tlen);
 	e->token[tlen] = '\0';
 	return 0;
+bad:
+	cache_entry_free(e);
+	return -1;
+}
+
+/* The profile's store path: whose session a cached token belongs to. */
+static char *
+home_of(const char *profile)
+{
+	struct ml_err err;
+	char *path = NULL;
+
+	if (store_file_path(profile, &path, &err) != ML_OK)
+		return NULL;
+	if (strchr(path, '\n') != NULL) {
+		free(path);
+		return NULL;
+	}
+	return path;
 }
 
 int
@@ -108,6 +139,15 @@ cache_get(const char *profile, const char *issuer, const char *client_id,
 	rc = cache_payload_parse(buf, (size_t)n, e);
 	secret_wipe(buf, (size_t)n);
 	free(buf);
+	if (rc == 0) {
+		char *home = home_of(profile);
+
+		if (home == NULL || strcmp(home, e->home) != 0) {
+			cache_entry_free(e);
+			rc = -1;
+		}
+		free(home);
+	}
 	return rc;
 }
 
@@ -115,19 +155,24 @@ int
 cache_put(const char *profile, const char *issuer, const char *client_id,
     const char *token, int64_t expires_at, int64_t obtained_at)
 {
-	char desc[2048], *payload;
+	char desc[2048], *payload, *home;
 	int64_t ttl = expires_at - util_now();
 	key_serial_t key;
-	size_t tlen = strlen(token), cap = tlen + 64;
+	size_t tlen = strlen(token), cap;
 	int n;
 
 	if (ttl <= 0 || tlen > CACHE_MAX_TOKEN ||
-	    describe(desc, sizeof desc, profile, issuer, client_id) < 0)
+	    describe(desc, sizeof desc, profile, issuer, client_id) < 0 ||
+	    (home = home_of(profile)) == NULL)
 		return -1;
-	if ((payload = malloc(cap)) == NULL)
+	cap = tlen + strlen(home) + 64;
+	if ((payload = malloc(cap)) == NULL) {
+		free(home);
 		return -1;
-	n = snprintf(payload, cap, MAGIC "%lld\n%lld\n%s", (long long)expires_at,
-	    (long long)obtained_at, token);
+	}
+	n = snprintf(payload, cap, MAGIC "%lld\n%lld\n%s\n%s", (long long)expires_at,
+	    (long long)obtained_at, home, token);
+	free(home);
 	if (n < 0 || (size_t)n >= cap) {
 		secret_wipe(payload, cap);
 		free(payload);
@@ -184,5 +229,6 @@ cache_entry_free(struct cache_entry *e)
 	if (e == NULL)
 		return;
 	secret_free(e->token);
+	free(e->home);
 	memset(e, 0, sizeof *e);
 }

@@ -17,6 +17,7 @@
 struct cache_entry {
 	int64_t expires_at, obtained_at;
 	char *token;		/* secret: secret_free it (cache_entry_free does) */
+	char *home;		/* the profile's file-store path when it was cached */
 };
 
 /*

@@ -4,7 +4,7 @@ import { after, test } from 'node:test';
 import { copyFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MLAUTH_BIN, run, startOP, stopAll } from './rig.js';
+import { MLAUTH_BIN, run, startOP, stopAll, tmpEnv } from './rig.js';
 import { login, setup, sleep, tool } from './fixtures.js';
 
 after(stopAll);
@@ -137,4 +137,16 @@ test('token --help and help token come from the front alone, the same as the hel
     assert.equal(r.code, 0, r.err);
     assert.equal(r.out, full.stdout);
   }
+});
+
+test("a token cached for another home (XDG_STATE_HOME) of the same user is not served", async () => {
+  const { op, env } = await setup();
+  assert.equal((await login(env, op)).code, 0);
+  assert.ok(await cached(op.issuer));
+  // Same user, same issuer, same profile: only the home differs, with no session in it.
+  const other = tmpEnv().env;
+  const r = await run(['token'], { env: { ...other, MLAUTH_ISSUER: op.issuer } });
+  assert.equal(r.code, 3, r.stderr);
+  assert.equal(r.stdout, '');
+  assert.match(r.stderr, /not logged in/);
 });

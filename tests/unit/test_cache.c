@@ -1,5 +1,6 @@
 /* The kernel-keyring token cache: payload, freshness rule, and a real round trip. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -12,26 +13,31 @@
 static void
 payload_good(void **state)
 {
-	const char p[] = "mlauth-cache 1\n1900000000\n1899992800\naaa.bbb.ccc";
+	const char p[] = "mlauth-cache 2\n1900000000\n1899992800\n/h/state/mlauth/default.json\n"
+	    "aaa.bbb.ccc";
 	struct cache_entry e;
 
 	assert_int_equal(cache_payload_parse(p, sizeof p - 1, &e), 0);
 	assert_int_equal(e.expires_at, 1900000000);
 	assert_int_equal(e.obtained_at, 1899992800);
+	assert_string_equal(e.home, "/h/state/mlauth/default.json");
 	assert_string_equal(e.token, "aaa.bbb.ccc");
 	cache_entry_free(&e);
 	assert_null(e.token);
+	assert_null(e.home);
 }
 
 static void
 payload_bad(void **state)
 {
 	static const char *const bad[] = {
-		"", "mlauth-cache 2\n1\n1\nt", "mlauth-cache 1\n\n1\nt", "mlauth-cache 1\n1\n1\n",
-		"mlauth-cache 1\n-5\n1\nt", "mlauth-cache 1\n1x\n1\nt",
-		"mlauth-cache 1\n99999999999999999999999\n1\nt",
-		"mlauth-cache 1\n1\n1\ntok en", "mlauth-cache 1\n1\n1\ntok\nen",
-		"mlauth-cache 1\n1\n1\n\033[31m",
+		"", "mlauth-cache 1\n1\n1\nh\nt", "mlauth-cache 2\n\n1\nh\nt",
+		"mlauth-cache 2\n1\n1\nh\n", "mlauth-cache 2\n1\n1\nt",
+		"mlauth-cache 2\n1\n1\n\nt", "mlauth-cache 2\n-5\n1\nh\nt",
+		"mlauth-cache 2\n1x\n1\nh\nt",
+		"mlauth-cache 2\n99999999999999999999999\n1\nh\nt",
+		"mlauth-cache 2\n1\n1\nh\ntok en", "mlauth-cache 2\n1\n1\nh\ntok\nen",
+		"mlauth-cache 2\n1\n1\nh\n\033[31m",
 	};
 	struct cache_entry e;
 
@@ -39,10 +45,12 @@ payload_bad(void **state)
 		if (cache_payload_parse(bad[i], strlen(bad[i]), &e) == 0)
 			fail_msg("accepted payload %zu", i);
 		assert_null(e.token);
+		assert_null(e.home);
 	}
-	/* A NUL inside the token, and no terminating NUL after it. */
-	assert_int_equal(cache_payload_parse("mlauth-cache 1\n1\n1\nab\0cd", 22, &e), -1);
-	assert_int_equal(cache_payload_parse("mlauth-cache 1\n1\n1\nabcdX", 22, &e), 0);
+	/* A NUL inside the token or the home, and no terminating NUL after it. */
+	assert_int_equal(cache_payload_parse("mlauth-cache 2\n1\n1\nh\nab\0cd", 24, &e), -1);
+	assert_int_equal(cache_payload_parse("mlauth-cache 2\n1\n1\nh\0i\nab", 24, &e), -1);
+	assert_int_equal(cache_payload_parse("mlauth-cache 2\n1\n1\nh\nabcdX", 24, &e), 0);
 	assert_string_equal(e.token, "abc");
 	cache_entry_free(&e);
 }
@@ -76,6 +84,20 @@ kernel_round_trip(void **state)
 	assert_string_equal(e.token, "x.y.z");
 	assert_int_equal(e.expires_at, now + 60);
 	cache_entry_free(&e);
+	/* The same profile in another home (XDG_STATE_HOME) is not served either. */
+	{
+		const char *old = getenv("XDG_STATE_HOME");
+		char *saved = old ? strdup(old) : NULL;
+
+		setenv("XDG_STATE_HOME", "/tmp/mlauth-unit-other-home", 1);
+		assert_int_equal(cache_get("unit", issuer, "client", &e), -1);
+		if (saved != NULL) {
+			setenv("XDG_STATE_HOME", saved, 1);
+			free(saved);
+		} else {
+			unsetenv("XDG_STATE_HOME");
+		}
+	}
 	/* Another client, profile or issuer is not served. */
 	assert_int_equal(cache_get("unit", issuer, "other", &e), -1);
 	assert_int_equal(cache_get("other", issuer, "client", &e), -1);
