@@ -15,6 +15,7 @@ import { readdirSync, readFileSync, renameSync, statSync, watch, writeFileSync }
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { run, spawnMlauth, startKeyring, startOP, stopAll, tmpEnv } from './rig.js';
+import { JWT, forgetCache, sleep, tool } from './fixtures.js';
 import { startHostile } from '../peers/hostile/server.js';
 
 const issuers = new Set();
@@ -25,36 +26,11 @@ after(async () => {
   await stopAll();
 });
 
-const JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
-const sleep = (ms) => new Promise((r) => { setTimeout(r, ms); });
 const now = () => Math.floor(Date.now() / 1000);
 
 // Whatever RUNS says, each group stops starting new runs after its time budget.
 const RUNS = Number(process.env.CRASH_RUNS || 200);
 const LANES = 4;
-
-function forgetCache(issuer, profile = 'default') {
-  try {
-    const id = execFileSync('keyctl', ['search', '@u', 'user', `mlauth:${profile}:MLAAS-CLI-API:${issuer}`],
-      { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
-    execFileSync('keyctl', ['unlink', id, '@u'], { stdio: 'ignore' });
-  } catch { /* not cached */ }
-}
-
-/** Runs a tool (not mlauth) with PATH and exactly env; resolves { code, out, err }. */
-function tool(cmd, args, env, input) {
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { env: { PATH: process.env.PATH, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => { out += d; });
-    p.stderr.on('data', (d) => { err += d; });
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code, out, err }));
-    p.stdin.on('error', () => {});
-    p.stdin.end(input ?? '');
-  });
-}
 
 /** One user: a private home, file store or a private Secret Service, logged in at op. */
 async function lane(op, { keyring = false, env: extra = {} } = {}) {

@@ -1,5 +1,5 @@
 // Fixtures shared by the e2e suites: a provider, a private home, a keyring, a logged-in user.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { spawnMlauth, startKeyring, startOP, tmpEnv } from './rig.js';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -43,4 +43,13 @@ export function tool(cmd, args, env, input) {
 export async function storedRecord(env, profile = 'default') {
   const r = await tool('secret-tool', ['lookup', 'profile', profile], env);
   return r.code === 0 && r.out ? JSON.parse(r.out) : null;
+}
+
+/** The kernel-keyring cache entry of issuer, removed (best effort): the next call asks the store. */
+export function forgetCache(issuer, profile = 'default') {
+  try {
+    const id = execFileSync('keyctl', ['search', '@u', 'user', `mlauth:${profile}:MLAAS-CLI-API:${issuer}`],
+      { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    execFileSync('keyctl', ['unlink', id, '@u'], { stdio: 'ignore' });
+  } catch { /* not cached */ }
 }

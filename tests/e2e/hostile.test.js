@@ -8,6 +8,7 @@ import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { run, stopAll, tmpEnv } from './rig.js';
+import { JWT, forgetCache } from './fixtures.js';
 import { startHostile, startSink } from '../peers/hostile/server.js';
 
 const servers = [];
@@ -17,7 +18,6 @@ after(async () => {
   await stopAll();
 });
 
-const JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const T = ['-o', 'timeout=3']; // the provider's requests: 3 s at most
 const MiB = 1024 * 1024;
 
@@ -43,15 +43,6 @@ function homeFor(h, extra = {}) {
 
 const recordPath = (env) => join(env.XDG_STATE_HOME, 'mlauth', 'default.json');
 const readRecord = (env) => JSON.parse(readFileSync(recordPath(env), 'utf8'));
-
-/** The kernel-keyring cache entry of issuer, removed (best effort): the next call asks the store. */
-function forgetCache(issuer, profile = 'default') {
-  try {
-    const id = execFileSync('keyctl', ['search', '@u', 'user', `mlauth:${profile}:MLAAS-CLI-API:${issuer}`],
-      { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
-    execFileSync('keyctl', ['unlink', id, '@u'], { stdio: 'ignore' });
-  } catch { /* not cached */ }
-}
 
 /**
  * Moves the stored session's clock: the access token then expires in `left` seconds (negative:

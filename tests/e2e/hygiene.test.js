@@ -15,6 +15,7 @@ import {
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { MLAUTH_BIN, run, spawnMlauth, startAPI, startOP, stopAll, tmpEnv } from './rig.js';
+import { JWT, forgetCache, sleep } from './fixtures.js';
 import { startHostile } from '../peers/hostile/server.js';
 
 const NOBODY = 65534;
@@ -30,17 +31,7 @@ after(async () => {
   await stopAll();
 });
 
-const JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
-const sleep = (ms) => new Promise((r) => { setTimeout(r, ms); });
 const now = () => Math.floor(Date.now() / 1000);
-
-function forgetCache(issuer, profile = 'default') {
-  try {
-    const id = execFileSync('keyctl', ['search', '@u', 'user', `mlauth:${profile}:MLAAS-CLI-API:${issuer}`],
-      { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
-    execFileSync('keyctl', ['unlink', id, '@u'], { stdio: 'ignore' });
-  } catch { /* not cached */ }
-}
 
 /** A provider (slow token endpoint on request), an API, a recording proxy, a private home. */
 async function world({ proxy = true, home: h = tmpEnv() } = {}) {
