@@ -304,6 +304,7 @@ check_kernel_keyring(struct doctor *d)
 		char at[32];
 
 		util_format_time(e.expires_at, at, sizeof at);
+		cache_entry_free(&e);
 		check_add(d, "kernel_keyring", CHECK_OK, "usable; the current access token is "
 		    "cached until %s (mlauth token serves it without D-Bus)", at);
 	} else {

@@ -287,6 +287,7 @@ token_cached(const struct config *cfg, const struct token_opts *o, struct token_
 	e.token = NULL;
 	r->expires_at = e.expires_at;
 	r->obtained_at = e.obtained_at;
+	cache_entry_free(&e);
 	r->issuer = strdup(cfg->issuer);
 	r->client_id = strdup(cfg->client_id);
 	r->token_type = strdup("Bearer");

@@ -542,7 +542,10 @@ describe('secret hygiene', { concurrency: 2 }, () => {
       const before = readFileSync(recordPath(w), 'utf8');
       age(w, -10);
       const aged = readFileSync(recordPath(w), 'utf8');
-      const r = await run(['token'], { env: { ...w.env, LD_PRELOAD: `${lib}.so` } });
+      // Under make asan the runtime must come first; the shim touches no allocator.
+      const r = await run(['token'], {
+        env: { ...w.env, LD_PRELOAD: `${lib}.so`, ASAN_OPTIONS: 'verify_asan_link_order=0' },
+      });
       assert.equal(r.code, 6, r.stderr);
       assert.match(r.stderr, /cannot create a temporary file in .*mlauth: names taken/);
       assert.equal(existsSync(victim), false, 'nothing was created through the link');
