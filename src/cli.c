@@ -119,3 +119,12 @@ cli_print_help(FILE *fp, const char *name, const char *summary, const char *usag
 	fputs("\nGlobal options (-p PROFILE, -c FILE, -o KEY=VALUE, -v, -q, --no-color) go "
 	    "before the command; see mlauth --help and man mlauth.\n", fp);
 }
+
+bool
+cli_wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc && argv[i][0] == '-' && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			return true;
+	return false;
+}

@@ -145,12 +145,7 @@ wants_token_help(int argc, char **argv)
 {
 	if (argc == 2 && strcmp(argv[0], "help") == 0 && strcmp(argv[1], "token") == 0)
 		return true;
-	if (argc < 1 || strcmp(argv[0], "token") != 0)
-		return false;
-	for (int i = 1; i < argc && argv[i][0] == '-' && strcmp(argv[i], "--") != 0; i++)
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
-			return true;
-	return false;
+	return argc >= 1 && strcmp(argv[0], "token") == 0 && cli_wants_help(argc, argv);
 }
 
 int

@@ -182,15 +182,11 @@ main(int argc, char **argv)
 		return unknown_command(argv[0]);
 
 	ctx.color = want_color(g.no_color);
-	/*
-	 * --help needs no settings: a broken config file must not hide the usage.
-	 * Only up to the first operand: `exec CMD --help` is CMD's business.
-	 */
-	for (int i = 1; i < argc && argv[i][0] == '-' && strcmp(argv[i], "--") != 0; i++)
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			cmd_print_help(ctx.entry, stdout);
-			return finish_stdout(ML_OK);
-		}
+	/* --help needs no settings: a broken config file must not hide the usage. */
+	if (cli_wants_help(argc, argv)) {
+		cmd_print_help(ctx.entry, stdout);
+		return finish_stdout(ML_OK);
+	}
 	if (config_load(&ctx.cfg, g.profile, g.file, g.ov, g.nov, &err) != ML_OK) {
 		status = cmd_fail(&ctx, &err);
 		config_free(&ctx.cfg);

@@ -27,6 +27,12 @@ struct cli_globals {
  */
 int cli_parse_globals(int argc, char **argv, struct cli_globals *g, struct ml_err *err);
 
+/*
+ * Whether a command's arguments (argv[0] is the command) ask for its help:
+ * -h or --help before the first operand or "--" (`exec CMD --help` is CMD's).
+ */
+bool cli_wants_help(int argc, char **argv);
+
 /* A command's help, in the one layout both binaries print (to fp, for --help). */
 void cli_print_help(FILE *fp, const char *name, const char *summary, const char *usage,
     const char *help);
