@@ -5,6 +5,7 @@
  * redacted from the -vv trace, errors that name the host and nothing more.
  */
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,9 +29,52 @@
 #define HTTP_TRACE_MAX		(64 * 1024)	/* body bytes traced per direction */
 #define HTTP_ORIGIN_MAX		256
 
+/* The soname of libcurl's ABI, unchanged since 2006. */
+#ifndef HTTP_LIBCURL
+#define HTTP_LIBCURL	"libcurl.so.4"
+#endif
+
 volatile sig_atomic_t http_interrupted;
 
+/*
+ * libcurl is opened when the first request needs it, not linked: with its
+ * TLS, SSH, LDAP and Kerberos libraries it costs ~6 ms to load, more than
+ * all the rest of a keyring lookup, and most runs make no request at all.
+ * The functions used are listed once, typed from curl.h's own prototypes.
+ */
+#define HTTP_CURL_FUNCS(X)						\
+	X(global_init) X(global_cleanup) X(easy_init) X(easy_cleanup)	\
+	X(easy_setopt) X(easy_perform) X(easy_getinfo) X(easy_strerror)	\
+	X(easy_escape) X(free) X(slist_append) X(slist_free_all) X(getdate)
+
+static struct {
+	void *lib;		/* never closed: libcurl's TLS library registers atexit handlers */
+#define X(f) __typeof__(curl_##f) *f;
+	HTTP_CURL_FUNCS(X)
+#undef X
+} lc;
+
 static bool http_initialised;
+
+static int
+http_load_curl(struct ml_err *err)
+{
+	void *sym;
+
+	if (lc.lib != NULL)
+		return ML_OK;
+	if ((lc.lib = dlopen(HTTP_LIBCURL, RTLD_NOW | RTLD_LOCAL)) == NULL)
+		return err_set(err, ML_EFAIL, "cannot load libcurl (%s): %s; install it "
+		    "(Debian: apt install libcurl4)", HTTP_LIBCURL, dlerror());
+#define X(f)								\
+	if ((sym = dlsym(lc.lib, "curl_" #f)) == NULL)			\
+		return err_set(err, ML_EFAIL, "%s has no curl_%s: too old a libcurl", \
+		    HTTP_LIBCURL, #f);					\
+	lc.f = (__typeof__(lc.f))sym;
+	HTTP_CURL_FUNCS(X)
+#undef X
+	return ML_OK;
+}
 
 /* A body being traced: buffered whole so a secret split over chunks is still redacted. */
 struct http_trace {
@@ -69,13 +113,16 @@ int
 http_global_init(struct ml_err *err)
 {
 	CURLcode cc;
+	int rc;
 
 	if (http_initialised)
 		return ML_OK;
-	cc = curl_global_init(CURL_GLOBAL_DEFAULT);
+	if ((rc = http_load_curl(err)) != ML_OK)
+		return rc;
+	cc = lc.global_init(CURL_GLOBAL_DEFAULT);
 	if (cc != CURLE_OK)
 		return err_set(err, ML_EFAIL, "cannot initialise libcurl: %s",
-		    curl_easy_strerror(cc));
+		    lc.easy_strerror(cc));
 	http_initialised = true;
 	return ML_OK;
 }
@@ -85,7 +132,7 @@ http_global_cleanup(void)
 {
 	if (!http_initialised)
 		return;
-	curl_global_cleanup();
+	lc.global_cleanup();
 	http_initialised = false;
 }
 
@@ -138,8 +185,10 @@ http_form_add(char **form, const char *key, const char *value, struct ml_err *er
 		    key != NULL ? key : "(null)");
 		goto out;
 	}
-	k = curl_easy_escape(NULL, key, 0);
-	v = curl_easy_escape(NULL, value, 0);
+	if ((rc = http_global_init(err)) != ML_OK)
+		goto out;
+	k = lc.easy_escape(NULL, key, 0);
+	v = lc.easy_escape(NULL, value, 0);
 	if (k == NULL || v == NULL) {
 		rc = err_set(err, ML_EFAIL, "out of memory");
 		goto out;
@@ -166,10 +215,10 @@ out:
 	/* curl's copy of the value may be a token: wipe it before curl_free. */
 	if (v != NULL) {
 		secret_wipe(v, strlen(v));
-		curl_free(v);
+		lc.free(v);
 	}
 	if (k != NULL)
-		curl_free(k);
+		lc.free(k);
 	return rc;
 }
 
@@ -448,7 +497,7 @@ http_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 	if (!x->decided) {
 		long status = 0;
 
-		if (curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+		if (lc.easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
 			status = 0;
 		x->stream = x->req->on_chunk != NULL && status >= 200 && status < 300;
 		x->decided = true;
@@ -520,7 +569,9 @@ http_parse_retry_after(const char *v, size_t n)
 		return -1;
 	memcpy(tmp, v, n);
 	tmp[n] = '\0';
-	t = curl_getdate(tmp, NULL);
+	if (http_load_curl(NULL) != ML_OK)
+		return -1;
+	t = lc.getdate(tmp, NULL);
 	if (t == -1)
 		return -1;
 	now = time(NULL);
@@ -539,7 +590,9 @@ http_parse_date(const char *v, size_t n)
 		return 0;
 	memcpy(tmp, v, n);
 	tmp[n] = '\0';
-	t = curl_getdate(tmp, NULL);
+	if (http_load_curl(NULL) != ML_OK)
+		return 0;
+	t = lc.getdate(tmp, NULL);
 	return t == -1 ? 0 : t;
 }
 
@@ -663,7 +716,7 @@ http_build_headers(const struct http_request *req, struct curl_slist **list,
 		if ((line = malloc(n)) == NULL)
 			goto oom;
 		(void)snprintf(line, n, "Authorization: Bearer %s", req->bearer);
-		if ((t = curl_slist_append(l, line)) == NULL)
+		if ((t = lc.slist_append(l, line)) == NULL)
 			goto oom;
 		l = t;
 	}
@@ -673,12 +726,12 @@ http_build_headers(const struct http_request *req, struct curl_slist **list,
 		if ((line = malloc(n)) == NULL)
 			goto oom;
 		(void)snprintf(line, n, "Content-Type: %s", req->content_type);
-		if ((t = curl_slist_append(l, line)) == NULL)
+		if ((t = lc.slist_append(l, line)) == NULL)
 			goto oom;
 		l = t;
 	}
 	/* No "Expect: 100-continue" round trip before a larger POST body. */
-	if ((t = curl_slist_append(l, "Expect:")) == NULL)
+	if ((t = lc.slist_append(l, "Expect:")) == NULL)
 		goto oom;
 	l = t;
 	for (size_t i = 0; req->headers != NULL && req->headers[i] != NULL; i++) {
@@ -686,7 +739,7 @@ http_build_headers(const struct http_request *req, struct curl_slist **list,
 			rc = err_set(err, ML_EFAIL, "refusing a header value with a line break");
 			goto out;
 		}
-		if ((t = curl_slist_append(l, req->headers[i])) == NULL)
+		if ((t = lc.slist_append(l, req->headers[i])) == NULL)
 			goto oom;
 		l = t;
 	}
@@ -700,7 +753,7 @@ out:
 	secret_free(line);
 	for (t = l; t != NULL; t = t->next)
 		secret_wipe(t->data, strlen(t->data));
-	curl_slist_free_all(l);
+	lc.slist_free_all(l);
 	return rc;
 }
 
@@ -719,7 +772,7 @@ http_curl_error(CURLcode cc, const char *origin, const char *errbuf, struct ml_e
 	char why[CURL_ERROR_SIZE];
 	size_t n = 0;
 
-	for (const char *s = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(cc);
+	for (const char *s = errbuf[0] != '\0' ? errbuf : lc.easy_strerror(cc);
 	    *s != '\0' && n + 1 < sizeof why; s++)
 		why[n++] = http_printable((unsigned char)*s) ? *s : '?';
 	while (n > 0 && why[n - 1] == ' ')
@@ -751,7 +804,7 @@ http_curl_error(CURLcode cc, const char *origin, const char *errbuf, struct ml_e
 
 #define HTTP_SETOPT(h, opt, val) do {					\
 	if (cc == CURLE_OK)						\
-		cc = curl_easy_setopt((h), (opt), (val));		\
+		cc = lc.easy_setopt((h), (opt), (val));		\
 } while (0)
 
 int
@@ -789,9 +842,10 @@ http_perform(const struct http_opts *o, const struct http_request *req,
 		rc = err_set(err, ML_EINTR, "interrupted");
 		goto out;
 	}
-	if ((rc = http_build_headers(req, &headers, err)) != ML_OK)
+	if ((rc = http_global_init(err)) != ML_OK ||
+	    (rc = http_build_headers(req, &headers, err)) != ML_OK)
 		goto out;
-	if ((x.curl = curl_easy_init()) == NULL) {
+	if ((x.curl = lc.easy_init()) == NULL) {
 		rc = err_set(err, ML_EFAIL, "cannot start libcurl");
 		goto out;
 	}
@@ -853,11 +907,11 @@ http_perform(const struct http_opts *o, const struct http_request *req,
 	}
 	if (cc != CURLE_OK) {
 		/* Fail closed: a libcurl without one of these would be less safe. */
-		rc = err_set(err, ML_EFAIL, "libcurl refused a setting: %s", curl_easy_strerror(cc));
+		rc = err_set(err, ML_EFAIL, "libcurl refused a setting: %s", lc.easy_strerror(cc));
 		goto out;
 	}
 
-	cc = curl_easy_perform(x.curl);
+	cc = lc.easy_perform(x.curl);
 	if (o->verbose >= 2) {
 		http_trace_flush(&x.out);
 		http_trace_flush(&x.in);
@@ -881,7 +935,7 @@ http_perform(const struct http_opts *o, const struct http_request *req,
 			rc = http_curl_error(cc, origin, errbuf, err);
 		goto out;
 	}
-	if (curl_easy_getinfo(x.curl, CURLINFO_RESPONSE_CODE, &resp->status) != CURLE_OK) {
+	if (lc.easy_getinfo(x.curl, CURLINFO_RESPONSE_CODE, &resp->status) != CURLE_OK) {
 		rc = err_set(err, ML_EFAIL, "no status from %s", origin);
 		goto out;
 	}
@@ -896,10 +950,10 @@ http_perform(const struct http_opts *o, const struct http_request *req,
 	rc = ML_OK;
 out:
 	if (x.curl != NULL)
-		curl_easy_cleanup(x.curl);
+		lc.easy_cleanup(x.curl);
 	for (struct curl_slist *t = headers; t != NULL; t = t->next)
 		secret_wipe(t->data, strlen(t->data));
-	curl_slist_free_all(headers);
+	lc.slist_free_all(headers);
 	http_trace_free(&x.out);
 	http_trace_free(&x.in);
 	return rc;

@@ -109,6 +109,24 @@ test('with keyctl forbidden, token falls through to the Secret Service silently'
   assert.equal(await cached(op.issuer), null, 'nothing was cached');
 });
 
+test('the helper opens libcurl only when it makes a request', async () => {
+  assert.ok(NO_KEYCTL, 'NO_KEYCTL names the seccomp wrapper (make e2e sets it)');
+  const { op, env } = await setup({ op: { accessTtl: 4 } });
+  assert.equal((await login(env, op)).code, 0);
+  // The dynamic loader names every library it maps (LD_DEBUG=files), dlopen'ed ones too.
+  const traced = { ...env, LD_DEBUG: 'files' };
+  const r = await tool(NO_KEYCTL, [MLAUTH_BIN, 'token'], traced);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /file=libsecret-1\.so\.0/, 'the helper read the keyring (keyctl forbidden)');
+  assert.doesNotMatch(r.err, /libcurl/, 'a keyring read loaded libcurl');
+  // Past half its 4 s life the token is refreshed, and that needs libcurl.
+  await sleep(2300);
+  const f = await tool(NO_KEYCTL, [MLAUTH_BIN, 'token'], traced);
+  assert.equal(f.code, 0);
+  assert.match(f.err, /file=libcurl\.so\.4/);
+  assert.notEqual(f.out, r.out, 'refreshed');
+});
+
 test('with store=file the front reads the file itself: no helper, no keyring', async () => {
   assert.ok(NO_KEYCTL, 'NO_KEYCTL names the seccomp wrapper (make e2e sets it)');
   const { op, env } = await setup({ keyring: false });
