@@ -14,7 +14,8 @@
 // Environment: MLAUTH_BIN (default ./mlauth; its mlauth-helper beside it), NO_KEYCTL (default
 // build/tests/no-keyctl); both are copied to a private directory first and timed there;
 // BENCH_HERD (default bench/out/herd), BENCH_QUICK=1 (fewer runs, for trying the script out),
-// BENCH_RT=0 (time under the normal scheduler, not SCHED_FIFO).
+// BENCH_RT=0 (time under the normal scheduler, not SCHED_FIFO), BENCH_ONLY=REGEX (only the
+// pairs whose name matches, e.g. BENCH_ONLY=send; latest.json is then left alone).
 
 import {
   chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync,
@@ -49,6 +50,7 @@ const { tool } = await import('../tests/e2e/fixtures.js');
 const HERD = process.env.BENCH_HERD || join(REPO, 'bench/out/herd');
 const OUT_DIR = join(REPO, 'bench/out');
 const QUICK = process.env.BENCH_QUICK === '1';
+const ONLY = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY, 'i') : null;
 const CLIENT_ID = 'MLAAS-CLI-API'; // the compiled default, part of the kernel cache key
 const HERD_N = 100;
 const BENCH_NICE = -10;
@@ -195,6 +197,7 @@ async function machine() {
     binary: SRC_BIN,
     git: head ? `${head}${dirty ? '-dirty' : ''}` : null,
     quick: QUICK,
+    only: ONLY ? ONLY.source : null,
   };
 }
 
@@ -317,6 +320,7 @@ async function main() {
   const rows = [];
   const errors = [];
   async function pair(what, fn) {
+    if (ONLY && !ONLY.test(what)) return;
     log(what);
     try {
       rows.push(...await fn());
@@ -472,13 +476,14 @@ async function main() {
   process.stdout.write(`load average ${facts.load_average[0]} at the start, ${facts.load_average_end[0]} at the end; nice ${nice}; ` +
     `${RT ? 'timed under SCHED_FIFO' : 'normal scheduler'}` +
     `${busy ? ': a busy machine, so expect noise (the 100-caller figure above all)' : ''}\n`);
-  process.stdout.write('ratio = median / peer median; hyperfine -N (no shell), pairs interleaved; details in bench/out/latest.json\n\n');
+  process.stdout.write('ratio = median / peer median; hyperfine -N (no shell), pairs interleaved; ' +
+    `details in bench/out/${ONLY ? 'bench-STAMP' : 'latest'}.json\n\n`);
   printTable(rows);
   const stamp = facts.date.replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
   const report = { machine: facts, rows, errors };
   const json = `${JSON.stringify(report, null, 2)}\n`;
   writeFileSync(join(OUT_DIR, `bench-${stamp}.json`), json);
-  writeFileSync(join(OUT_DIR, 'latest.json'), json);
+  if (!ONLY) writeFileSync(join(OUT_DIR, 'latest.json'), json);
   const over = rows.filter((r) => !r.ok && !r.error).length;
   process.stdout.write(`\n${rows.length - over - errors.length} ok, ${over} over goal, ${errors.length} not measured; ` +
     `written to bench/out/bench-${stamp}.json\n`);

@@ -63,7 +63,7 @@ http_load_curl(struct ml_err *err)
 
 	if (lc.lib != NULL)
 		return ML_OK;
-	if ((lc.lib = dlopen(HTTP_LIBCURL, RTLD_NOW | RTLD_LOCAL)) == NULL)
+	if ((lc.lib = dlopen(HTTP_LIBCURL, RTLD_LAZY | RTLD_LOCAL)) == NULL)
 		return err_set(err, ML_EFAIL, "cannot load libcurl (%s): %s; install it "
 		    "(Debian: apt install libcurl4)", HTTP_LIBCURL, dlerror());
 #define X(f)								\
