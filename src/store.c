@@ -39,7 +39,7 @@ store_open(const struct config *cfg, struct store *st, struct ml_err *err)
 	switch (cfg->store) {
 	case CONFIG_STORE_SECRET:
 		/* Asked for by name: writing tokens to disk instead would betray that. */
-		if ((rc = store_secret_probe(err)) != ML_OK) {
+		if ((rc = store_secret_open(&st->ss, err)) != ML_OK) {
 			err_prefix(err, "store=secret-service");
 			return rc;
 		}
@@ -50,7 +50,8 @@ store_open(const struct config *cfg, struct store *st, struct ml_err *err)
 		break;
 	case CONFIG_STORE_AUTO:
 		err_clear(&probe);
-		if (store_secret_probe(&probe) == ML_OK) {
+		/* The probe's connection serves the operations too. */
+		if (store_secret_open(&st->ss, &probe) == ML_OK) {
 			st->backend = STORE_SECRET_SERVICE;
 			return ML_OK;
 		}
@@ -74,6 +75,7 @@ store_close(struct store *st)
 {
 	if (st == NULL)
 		return;
+	store_secret_close(st->ss);
 	free(st->path);
 	free(st->describe);
 	memset(st, 0, sizeof *st);
@@ -89,7 +91,7 @@ store_load(struct store *st, const char *profile, char **json, struct ml_err *er
 
 	*json = NULL;
 	if (st->backend == STORE_SECRET_SERVICE)
-		return store_secret_load(profile, json, err);
+		return store_secret_load(st->ss, profile, json, err);
 	if ((rc = store_file_path(profile, &path, err)) == ML_OK)
 		rc = store_file_load(path, json, err);
 	free(path);
@@ -104,7 +106,7 @@ store_save(struct store *st, const char *profile, const char *issuer,
 	int rc;
 
 	if (st->backend == STORE_SECRET_SERVICE)
-		return store_secret_save(profile, issuer, client_id, json, err);
+		return store_secret_save(st->ss, profile, issuer, client_id, json, err);
 	if ((rc = store_file_path(profile, &path, err)) == ML_OK)
 		rc = store_file_save(path, json, err);
 	free(path);
@@ -119,7 +121,7 @@ store_delete(struct store *st, const char *profile, bool *found, struct ml_err *
 
 	*found = false;
 	if (st->backend == STORE_SECRET_SERVICE)
-		return store_secret_delete(profile, found, err);
+		return store_secret_delete(st->ss, profile, found, err);
 	if ((rc = store_file_path(profile, &path, err)) == ML_OK)
 		rc = store_file_delete(path, found, err);
 	free(path);

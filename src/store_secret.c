@@ -16,6 +16,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/*
+ * For secret-paths.h, which libsecret still files as unstable: searching by
+ * D-Bus path and decoding a secret ourselves read an item without making a
+ * proxy for it.
+ */
+#define SECRET_API_SUBJECT_TO_CHANGE
 #include <libsecret/secret.h>
 
 #include "mlauth/config.h"
@@ -101,61 +107,87 @@ ml_keyring_class_init(MlKeyringClass *klass)
 }
 
 /*
- * One time-limited conversation with the session bus: a private main
- * context, a cancellable the deadline cancels, and the result of the one
- * operation in flight.
+ * The connection to the session bus, kept from the probe (store_open) to
+ * store_close, and the keyring service opened on it by the first operation
+ * that needs it.  A token refresh loads, loads again under the lock, then
+ * saves: one connection and one encrypted session serve all three, where a
+ * connection each cost a second handshake and a second OpenSession.
+ *
+ * Each operation still has a time limit of its own (ks_op_begin..ks_op_end):
+ * a fresh cancellable, and a deadline and a give-up source on our private
+ * main context, which is the thread default only while the operation runs.
+ * The service proxy, made while it was, keeps reporting there between
+ * operations; what it queues meanwhile runs at the next operation or at
+ * store_secret_close.
  */
-struct ks {
+struct store_secret {
 	GMainContext *ctx;
+	GDBusConnection *bus;
+	SecretService *svc;	/* NULL until an operation needs the keyring */
+	gchar *svc_owner;	/* the unique name svc was opened on */
+	/* The operation in progress. */
 	GCancellable *cancel;
 	GSource *deadline;	/* cancels what is in flight */
 	GSource *giveup;	/* stops waiting should cancelling not end it */
-	GAsyncResult *res;	/* of the operation just waited for */
-	GDBusConnection *bus;
-	SecretService *svc;
+	GAsyncResult *res;	/* of the call just waited for */
 	long timeout_ms;
 	bool pushed, timed_out, abandoned;
+	/*
+	 * An operation was given up on while still in flight: its late answer
+	 * could be taken for the answer to a later call, so there are none.
+	 */
+	bool wedged;
 };
 
 static gboolean
 on_deadline(gpointer data)
 {
-	struct ks *ks = data;
+	struct store_secret *ss = data;
 
-	ks->timed_out = true;
-	g_cancellable_cancel(ks->cancel);
+	ss->timed_out = true;
+	g_cancellable_cancel(ss->cancel);
 	return G_SOURCE_REMOVE;
 }
 
 static gboolean
 on_giveup(gpointer data)
 {
-	struct ks *ks = data;
+	struct store_secret *ss = data;
 
-	ks->abandoned = true;
+	ss->abandoned = true;
 	return G_SOURCE_REMOVE;
 }
 
 static void
 on_done(GObject *source, GAsyncResult *res, gpointer data)
 {
-	struct ks *ks = data;
+	struct store_secret *ss = data;
 
-	g_clear_object(&ks->res);
-	ks->res = g_object_ref(res);
+	g_clear_object(&ss->res);
+	ss->res = g_object_ref(res);
 }
 
 /*
- * Run our context until the operation started with on_done reports; the
- * result is in ks->res, or NULL when we gave up on it.
+ * Run our context until the call started with on_done reports; the result
+ * is in ss->res, or NULL when we gave up on it.
  */
 static GAsyncResult *
-ks_wait(struct ks *ks)
+ks_wait(struct store_secret *ss)
 {
-	g_clear_object(&ks->res);
-	while (ks->res == NULL && !ks->abandoned)
-		g_main_context_iteration(ks->ctx, TRUE);
-	return ks->res;
+	g_clear_object(&ss->res);
+	while (ss->res == NULL && !ss->abandoned)
+		g_main_context_iteration(ss->ctx, TRUE);
+	return ss->res;
+}
+
+/* Run what is ready on our context (proxy clean-ups, queued signals), without waiting. */
+static void
+ks_spin(struct store_secret *ss)
+{
+	int spins;
+
+	for (spins = 0; spins < 100 && g_main_context_iteration(ss->ctx, FALSE); spins++)
+		;
 }
 
 /*
@@ -163,13 +195,13 @@ ks_wait(struct ks *ks)
  * D-Bus and libsecret messages name objects and methods, never secrets.
  */
 static int
-ks_fail(struct ks *ks, GError *gerr, const char *what, struct ml_err *err)
+ks_fail(struct store_secret *ss, GError *gerr, const char *what, struct ml_err *err)
 {
 	int rc;
 
-	if (ks->timed_out || ks->abandoned)
+	if (ss->timed_out || ss->abandoned)
 		rc = err_set(err, ML_ESTORE, "%s: no answer within %ld s",
-		    what, (ks->timeout_ms + 999) / 1000);
+		    what, (ss->timeout_ms + 999) / 1000);
 	else if (gerr == NULL)
 		rc = err_set(err, ML_ESTORE, "%s: failed", what);
 	else if (g_error_matches(gerr, prompt_quark(), 1))
@@ -217,96 +249,128 @@ bus_address_check(struct ml_err *err)
 	return err_set(err, ML_ESTORE, "no session bus (DBUS_SESSION_BUS_ADDRESS is not set)");
 }
 
-static void
-ks_end(struct ks *ks)
+/*
+ * Start an operation limited to timeout_ms in all: calls started until
+ * ks_op_end report to (and only to) our context.  Call ks_op_end
+ * afterwards, even after a failure.
+ */
+static int
+ks_op_begin(struct store_secret *ss, long timeout_ms, const char *what, struct ml_err *err)
 {
-	int spins;
+	if (ss->wedged)
+		return err_set(err, ML_ESTORE, "%s: the keyring has not answered an earlier "
+		    "request", what);
+	ss->timeout_ms = timeout_ms;
+	ss->timed_out = ss->abandoned = false;
+	g_main_context_push_thread_default(ss->ctx);
+	ss->pushed = true;
+	ss->cancel = g_cancellable_new();
+	ss->deadline = g_timeout_source_new((guint)timeout_ms);
+	g_source_set_callback(ss->deadline, on_deadline, ss, NULL);
+	(void)g_source_attach(ss->deadline, ss->ctx);
+	ss->giveup = g_timeout_source_new((guint)(timeout_ms + GRACE_MS));
+	g_source_set_callback(ss->giveup, on_giveup, ss, NULL);
+	(void)g_source_attach(ss->giveup, ss->ctx);
+	return ML_OK;
+}
 
-	/* The result holds its source object (the service): drop it first. */
-	g_clear_object(&ks->res);
-	g_clear_object(&ks->svc);
+static void
+ks_op_end(struct store_secret *ss)
+{
+	/* The result holds its source object (the service): not past the operation. */
+	g_clear_object(&ss->res);
+	if (ss->deadline != NULL) {
+		g_source_destroy(ss->deadline);
+		g_source_unref(ss->deadline);
+		ss->deadline = NULL;
+	}
+	if (ss->giveup != NULL) {
+		g_source_destroy(ss->giveup);
+		g_source_unref(ss->giveup);
+		ss->giveup = NULL;
+	}
+	/*
+	 * The operation's item proxies are finalised by now and queued their
+	 * clean-ups (signal unsubscriptions) on our context: run them now, as
+	 * when each operation had a context of its own, rather than let them
+	 * pile up until store_secret_close.
+	 */
+	ks_spin(ss);
+	g_clear_object(&ss->cancel);
+	if (ss->abandoned)
+		ss->wedged = true;
+	if (ss->pushed)
+		g_main_context_pop_thread_default(ss->ctx);
+	ss->pushed = false;
+}
+
+/* Drop the service proxy, running the clean-ups it queues on our context. */
+static void
+ks_drop_service(struct store_secret *ss)
+{
+	g_clear_object(&ss->svc);
+	g_clear_pointer(&ss->svc_owner, g_free);
 	/*
 	 * A finalised proxy queues clean-ups (its signal unsubscriptions) on our
 	 * context: run them, or they stay attached to it and leak.
 	 */
-	for (spins = 0; ks->ctx != NULL && spins < 100 &&
-	    g_main_context_iteration(ks->ctx, FALSE); spins++)
-		;
-	g_clear_object(&ks->res);
-	g_clear_object(&ks->bus);
-	if (ks->deadline != NULL) {
-		g_source_destroy(ks->deadline);
-		g_source_unref(ks->deadline);
-	}
-	if (ks->giveup != NULL) {
-		g_source_destroy(ks->giveup);
-		g_source_unref(ks->giveup);
-	}
-	g_clear_object(&ks->cancel);
-	if (ks->pushed)
-		g_main_context_pop_thread_default(ks->ctx);
-	if (ks->ctx != NULL)
-		g_main_context_unref(ks->ctx);
-	memset(ks, 0, sizeof *ks);
+	ks_spin(ss);
+}
+
+void
+store_secret_close(struct store_secret *ss)
+{
+	if (ss == NULL)
+		return;
+	/* What the clean-ups start reports to our context, as during an operation. */
+	g_main_context_push_thread_default(ss->ctx);
+	g_clear_object(&ss->res);
+	ks_drop_service(ss);
+	/* A call given up on may have reported meanwhile. */
+	g_clear_object(&ss->res);
+	g_clear_object(&ss->bus);
+	g_main_context_pop_thread_default(ss->ctx);
+	g_main_context_unref(ss->ctx);
+	g_free(ss);
 }
 
 /*
- * Start a conversation limited to timeout_ms in all, and connect to the
- * session bus within it.  Call ks_end afterwards, even after a failure.
+ * The keyring service, opened with a session for passing secrets at the
+ * first operation and kept for the next ones, unless its owner changed (the
+ * keyring restarted since: the session was the old process's).  Within an
+ * operation.
  */
 static int
-ks_begin(struct ks *ks, long timeout_ms, struct ml_err *err)
+ks_service(struct store_secret *ss, struct ml_err *err)
 {
 	GError *gerr = NULL;
 	GAsyncResult *res;
-	int rc;
+	gchar *owner;
+	bool same;
 
-	memset(ks, 0, sizeof *ks);
-	ks->timeout_ms = timeout_ms;
-	if ((rc = bus_address_check(err)) != ML_OK)
-		return rc;
-	ks->ctx = g_main_context_new();
-	/* Async calls started from now on report to (and only to) our context. */
-	g_main_context_push_thread_default(ks->ctx);
-	ks->pushed = true;
-	ks->cancel = g_cancellable_new();
-	ks->deadline = g_timeout_source_new((guint)timeout_ms);
-	g_source_set_callback(ks->deadline, on_deadline, ks, NULL);
-	(void)g_source_attach(ks->deadline, ks->ctx);
-	ks->giveup = g_timeout_source_new((guint)(timeout_ms + GRACE_MS));
-	g_source_set_callback(ks->giveup, on_giveup, ks, NULL);
-	(void)g_source_attach(ks->giveup, ks->ctx);
-
-	/* Async because connecting has no time limit of its own (a wedged bus). */
-	g_bus_get(G_BUS_TYPE_SESSION, ks->cancel, on_done, ks);
-	if ((res = ks_wait(ks)) == NULL)
-		return ks_fail(ks, NULL, "cannot connect to the session bus", err);
-	if ((ks->bus = g_bus_get_finish(res, &gerr)) == NULL)
-		return ks_fail(ks, gerr, "cannot connect to the session bus", err);
-	/* GDBus would otherwise raise SIGTERM on us should the bus go away. */
-	g_dbus_connection_set_exit_on_close(ks->bus, FALSE);
-	return ML_OK;
-}
-
-/* Connect to the Secret Service itself, with a session for passing secrets. */
-static int
-ks_open_service(struct ks *ks, struct ml_err *err)
-{
-	GError *gerr = NULL;
-	GAsyncResult *res;
-
+	if (ss->svc != NULL) {
+		/* Take in the NameOwnerChanged signals the proxy was sent since. */
+		ks_spin(ss);
+		owner = g_dbus_proxy_get_name_owner(G_DBUS_PROXY(ss->svc));
+		same = owner != NULL && g_strcmp0(owner, ss->svc_owner) == 0;
+		g_free(owner);
+		if (same)
+			return ML_OK;
+		ks_drop_service(ss);
+	}
 	secret_service_open(ml_keyring_get_type(), NULL, SECRET_SERVICE_OPEN_SESSION,
-	    ks->cancel, on_done, ks);
-	if ((res = ks_wait(ks)) == NULL)
-		return ks_fail(ks, NULL, "cannot open the keyring", err);
-	if ((ks->svc = secret_service_open_finish(res, &gerr)) == NULL)
-		return ks_fail(ks, gerr, "cannot open the keyring", err);
+	    ss->cancel, on_done, ss);
+	if ((res = ks_wait(ss)) == NULL)
+		return ks_fail(ss, NULL, "cannot open the keyring", err);
+	if ((ss->svc = secret_service_open_finish(res, &gerr)) == NULL)
+		return ks_fail(ss, gerr, "cannot open the keyring", err);
+	ss->svc_owner = g_dbus_proxy_get_name_owner(G_DBUS_PROXY(ss->svc));
 	return ML_OK;
 }
 
 /* Whether the bus daemon says yes to a question about name (NameHasOwner...). */
 static int
-ks_ask_bus(struct ks *ks, const char *method, const char *name, bool *yes,
+ks_ask_bus(struct store_secret *ss, const char *method, const char *name, bool *yes,
     struct ml_err *err)
 {
 	GError *gerr = NULL;
@@ -318,14 +382,14 @@ ks_ask_bus(struct ks *ks, const char *method, const char *name, bool *yes,
 	bool list = strcmp(method, "ListActivatableNames") == 0;
 
 	*yes = false;
-	g_dbus_connection_call(ks->bus, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+	g_dbus_connection_call(ss->bus, "org.freedesktop.DBus", "/org/freedesktop/DBus",
 	    "org.freedesktop.DBus", method, list ? NULL : g_variant_new("(s)", name),
 	    G_VARIANT_TYPE(list ? "(as)" : "(b)"), G_DBUS_CALL_FLAGS_NO_AUTO_START,
-	    (gint)ks->timeout_ms, ks->cancel, on_done, ks);
-	if ((res = ks_wait(ks)) == NULL)
-		return ks_fail(ks, NULL, "cannot ask the session bus", err);
-	if ((reply = g_dbus_connection_call_finish(ks->bus, res, &gerr)) == NULL)
-		return ks_fail(ks, gerr, "cannot ask the session bus", err);
+	    (gint)ss->timeout_ms, ss->cancel, on_done, ss);
+	if ((res = ks_wait(ss)) == NULL)
+		return ks_fail(ss, NULL, "cannot ask the session bus", err);
+	if ((reply = g_dbus_connection_call_finish(ss->bus, res, &gerr)) == NULL)
+		return ks_fail(ss, gerr, "cannot ask the session bus", err);
 	if (!list) {
 		g_variant_get(reply, "(b)", &b);
 		*yes = b;
@@ -339,24 +403,63 @@ ks_ask_bus(struct ks *ks, const char *method, const char *name, bool *yes,
 	return ML_OK;
 }
 
-int
-store_secret_probe(struct ml_err *err)
+/* Connect to the session bus and ask whether a Secret Service is on it. */
+static int
+ks_probe(struct store_secret *ss, struct ml_err *err)
 {
-	struct ks ks;
+	GError *gerr = NULL;
+	GAsyncResult *res;
 	bool there = false;
 	int rc;
 
-	if ((rc = ks_begin(&ks, PROBE_MS, err)) != ML_OK)
-		goto out;
+	/* Async because connecting has no time limit of its own (a wedged bus). */
+	g_bus_get(G_BUS_TYPE_SESSION, ss->cancel, on_done, ss);
+	if ((res = ks_wait(ss)) == NULL)
+		return ks_fail(ss, NULL, "cannot connect to the session bus", err);
+	if ((ss->bus = g_bus_get_finish(res, &gerr)) == NULL)
+		return ks_fail(ss, gerr, "cannot connect to the session bus", err);
+	/* GDBus would otherwise raise SIGTERM on us should the bus go away. */
+	g_dbus_connection_set_exit_on_close(ss->bus, FALSE);
 	/* Running, or startable on demand (D-Bus activation starts it on first use). */
-	if ((rc = ks_ask_bus(&ks, "NameHasOwner", SECRETS_NAME, &there, err)) != ML_OK)
-		goto out;
+	if ((rc = ks_ask_bus(ss, "NameHasOwner", SECRETS_NAME, &there, err)) != ML_OK)
+		return rc;
 	if (!there &&
-	    (rc = ks_ask_bus(&ks, "ListActivatableNames", SECRETS_NAME, &there, err)) != ML_OK)
-		goto out;
-	rc = there ? ML_OK : err_set(err, ML_ESTORE, "no Secret Service on the session bus");
-out:
-	ks_end(&ks);
+	    (rc = ks_ask_bus(ss, "ListActivatableNames", SECRETS_NAME, &there, err)) != ML_OK)
+		return rc;
+	return there ? ML_OK : err_set(err, ML_ESTORE, "no Secret Service on the session bus");
+}
+
+int
+store_secret_open(struct store_secret **ssp, struct ml_err *err)
+{
+	struct store_secret *ss;
+	int rc;
+
+	*ssp = NULL;
+	if ((rc = bus_address_check(err)) != ML_OK)
+		return rc;
+	ss = g_new0(struct store_secret, 1);
+	ss->ctx = g_main_context_new();
+	/* The probe answers "is there a keyring?" for store=auto: PROBE_MS in all. */
+	if ((rc = ks_op_begin(ss, PROBE_MS, "cannot connect to the session bus", err)) == ML_OK)
+		rc = ks_probe(ss, err);
+	ks_op_end(ss);
+	if (rc != ML_OK) {
+		store_secret_close(ss);
+		return rc;
+	}
+	*ssp = ss;
+	return ML_OK;
+}
+
+int
+store_secret_probe(struct ml_err *err)
+{
+	struct store_secret *ss = NULL;
+	int rc;
+
+	rc = store_secret_open(&ss, err);
+	store_secret_close(ss);
 	return rc;
 }
 
@@ -383,53 +486,104 @@ check_profile(const char *profile, struct ml_err *err)
 	return ML_OK;
 }
 
+/*
+ * The secret of the item at path, decoded with our session into libsecret's
+ * wiped memory: *value, or NULL when the service sent none (it leaves out
+ * locked items).  GetSecrets by hand rather than
+ * secret_service_get_secret_for_dbus_path, whose _finish in libsecret 0.20.5
+ * leaks the reply; and the reply type is checked before anything is read.
+ */
+static int
+ks_read_secret(struct store_secret *ss, const char *path, SecretValue **value,
+    struct ml_err *err)
+{
+	GDBusProxy *proxy = G_DBUS_PROXY(ss->svc);
+	const char *session = secret_service_get_session_dbus_path(ss->svc);
+	GVariant *reply = NULL, *secrets = NULL, *secret = NULL;
+	GError *gerr = NULL;
+	GAsyncResult *res;
+
+	*value = NULL;
+	/* Opened with SECRET_SERVICE_OPEN_SESSION: there is one unless that changed. */
+	if (session == NULL)
+		return err_set(err, ML_ESTORE, "cannot read the keyring: no session open with it");
+	g_dbus_connection_call(g_dbus_proxy_get_connection(proxy), g_dbus_proxy_get_name(proxy),
+	    g_dbus_proxy_get_object_path(proxy), g_dbus_proxy_get_interface_name(proxy),
+	    "GetSecrets", g_variant_new("(@aoo)", g_variant_new_objv(&path, 1), session),
+	    G_VARIANT_TYPE("(a{o(oayays)})"), G_DBUS_CALL_FLAGS_NO_AUTO_START,
+	    (gint)ss->timeout_ms, ss->cancel, on_done, ss);
+	if ((res = ks_wait(ss)) == NULL)
+		return ks_fail(ss, NULL, "cannot read the keyring", err);
+	if ((reply = g_dbus_connection_call_finish(g_dbus_proxy_get_connection(proxy), res,
+	    &gerr)) == NULL)
+		return ks_fail(ss, gerr, "cannot read the keyring", err);
+	secrets = g_variant_get_child_value(reply, 0);
+	secret = g_variant_lookup_value(secrets, path, G_VARIANT_TYPE("(oayays)"));
+	g_variant_unref(secrets);
+	g_variant_unref(reply);
+	if (secret == NULL)
+		return ML_OK;
+	*value = secret_service_decode_dbus_secret(ss->svc, secret);
+	g_variant_unref(secret);
+	/* A secret for another session, or one that does not decrypt. */
+	if (*value == NULL)
+		return err_set(err, ML_ESTORE, "cannot read the keyring: its answer could not "
+		    "be decoded");
+	return ML_OK;
+}
+
 int
-store_secret_load(const char *profile, char **json, struct ml_err *err)
+store_secret_load(struct store_secret *ss, const char *profile, char **json,
+    struct ml_err *err)
 {
 	GHashTable *attrs = NULL;
 	SecretValue *value = NULL;
-	GList *items = NULL;
 	GError *gerr = NULL;
 	GAsyncResult *res;
+	gchar **unlocked = NULL, **locked = NULL;
 	gchar *pw = NULL;
 	gsize len = 0;
-	struct ks ks;
 	int rc;
 
 	*json = NULL;
-	memset(&ks, 0, sizeof ks);
 	if ((rc = check_profile(profile, err)) != ML_OK)
 		return rc;
-	if ((rc = ks_begin(&ks, OP_MS, err)) != ML_OK || (rc = ks_open_service(&ks, err)) != ML_OK)
+	if ((rc = ks_op_begin(ss, OP_MS, "cannot read the keyring", err)) != ML_OK ||
+	    (rc = ks_service(ss, err)) != ML_OK)
 		goto out;
 	attrs = attrs_new(profile, NULL, NULL);
 	/*
-	 * A search rather than secret_service_lookup: it says whether the item
-	 * is locked without trying to unlock it, and the lookup path of
-	 * libsecret 0.20.5 leaks the D-Bus reply that carried the secret.
-	 * Without SECRET_SEARCH_ALL the first item is an unlocked one if any is.
+	 * Paths rather than secret_service_search: the service answers with the
+	 * unlocked and the locked matches apart, so "locked" needs no item proxy
+	 * (a GetAll and signal subscriptions per item), and reading one secret
+	 * is one GetSecrets.  Not secret_service_lookup either: it would try to
+	 * unlock, and libsecret 0.20.5's lookup leaks the D-Bus reply that
+	 * carried the secret.  An unlocked match is taken before a locked one,
+	 * as secret_service_search does.
 	 */
-	secret_service_search(ks.svc, &token_schema, attrs, SECRET_SEARCH_LOAD_SECRETS,
-	    ks.cancel, on_done, &ks);
-	if ((res = ks_wait(&ks)) == NULL) {
-		rc = ks_fail(&ks, NULL, "cannot read the keyring", err);
+	secret_service_search_for_dbus_paths(ss->svc, &token_schema, attrs, ss->cancel, on_done,
+	    ss);
+	if ((res = ks_wait(ss)) == NULL) {
+		rc = ks_fail(ss, NULL, "cannot read the keyring", err);
 		goto out;
 	}
-	items = secret_service_search_finish(ks.svc, res, &gerr);
-	if (gerr != NULL) {
-		rc = ks_fail(&ks, gerr, "cannot read the keyring", err);
+	if (!secret_service_search_for_dbus_paths_finish(ss->svc, res, &unlocked, &locked,
+	    &gerr)) {
+		rc = ks_fail(ss, gerr, "cannot read the keyring", err);
 		goto out;
 	}
-	if (items == NULL) {
-		rc = ML_OK;	/* nothing stored */
+	if (unlocked == NULL || unlocked[0] == NULL) {
+		if (locked != NULL && locked[0] != NULL)
+			rc = ks_fail(ss, g_error_new_literal(prompt_quark(), 1, "locked"),
+			    "cannot read the keyring", err);
+		else
+			rc = ML_OK;	/* nothing stored */
 		goto out;
 	}
-	if (secret_item_get_locked(items->data)) {
-		rc = ks_fail(&ks, g_error_new_literal(prompt_quark(), 1, "locked"),
-		    "cannot read the keyring", err);
+	if ((rc = ks_read_secret(ss, unlocked[0], &value, err)) != ML_OK)
 		goto out;
-	}
-	if ((value = secret_item_get_secret(items->data)) == NULL) {
+	/* Locked or deleted since the search. */
+	if (value == NULL) {
 		rc = err_set(err, ML_ESTORE, "cannot read the keyring: the entry for profile %s "
 		    "came without its secret", profile);
 		goto out;
@@ -451,10 +605,11 @@ out:
 	secret_password_free(pw);
 	if (value != NULL)
 		secret_value_unref(value);
-	g_list_free_full(items, g_object_unref);
+	g_strfreev(unlocked);
+	g_strfreev(locked);
 	if (attrs != NULL)
 		g_hash_table_unref(attrs);
-	ks_end(&ks);
+	ks_op_end(ss);
 	return rc;
 }
 
@@ -465,8 +620,8 @@ out:
  * Locked items are left alone: we cannot read their attributes reliably.
  */
 static int
-prune_others(struct ks *ks, const char *profile, const char *issuer, const char *client_id,
-    struct ml_err *err)
+prune_others(struct store_secret *ss, const char *profile, const char *issuer,
+    const char *client_id, struct ml_err *err)
 {
 	GHashTable *attrs = attrs_new(profile, NULL, NULL);
 	GList *items = NULL, *l;
@@ -474,15 +629,15 @@ prune_others(struct ks *ks, const char *profile, const char *issuer, const char 
 	GAsyncResult *res;
 	int rc = ML_OK;
 
-	secret_service_search(ks->svc, &token_schema, attrs, SECRET_SEARCH_ALL, ks->cancel,
-	    on_done, ks);
-	if ((res = ks_wait(ks)) == NULL) {
-		rc = ks_fail(ks, NULL, "stored, but cannot search the keyring", err);
+	secret_service_search(ss->svc, &token_schema, attrs, SECRET_SEARCH_ALL, ss->cancel,
+	    on_done, ss);
+	if ((res = ks_wait(ss)) == NULL) {
+		rc = ks_fail(ss, NULL, "stored, but cannot search the keyring", err);
 		goto out;
 	}
-	items = secret_service_search_finish(ks->svc, res, &gerr);
+	items = secret_service_search_finish(ss->svc, res, &gerr);
 	if (gerr != NULL) {
-		rc = ks_fail(ks, gerr, "stored, but cannot search the keyring", err);
+		rc = ks_fail(ss, gerr, "stored, but cannot search the keyring", err);
 		goto out;
 	}
 	for (l = items; l != NULL; l = l->next) {
@@ -499,13 +654,13 @@ prune_others(struct ks *ks, const char *profile, const char *issuer, const char 
 			g_hash_table_unref(a);
 		if (same)
 			continue;
-		secret_item_delete(item, ks->cancel, on_done, ks);
-		if ((res = ks_wait(ks)) == NULL) {
-			rc = ks_fail(ks, NULL, "stored, but cannot remove the old entry", err);
+		secret_item_delete(item, ss->cancel, on_done, ss);
+		if ((res = ks_wait(ss)) == NULL) {
+			rc = ks_fail(ss, NULL, "stored, but cannot remove the old entry", err);
 			goto out;
 		}
 		if (!secret_item_delete_finish(item, res, &gerr)) {
-			rc = ks_fail(ks, gerr, "stored, but cannot remove the old entry", err);
+			rc = ks_fail(ss, gerr, "stored, but cannot remove the old entry", err);
 			goto out;
 		}
 	}
@@ -516,19 +671,17 @@ out:
 }
 
 int
-store_secret_save(const char *profile, const char *issuer, const char *client_id,
-    const char *json, struct ml_err *err)
+store_secret_save(struct store_secret *ss, const char *profile, const char *issuer,
+    const char *client_id, const char *json, struct ml_err *err)
 {
 	GHashTable *attrs = NULL;
 	SecretValue *value = NULL;
 	GError *gerr = NULL;
 	GAsyncResult *res;
 	gchar *label = NULL;
-	struct ks ks;
 	size_t len;
 	int rc;
 
-	memset(&ks, 0, sizeof ks);
 	if ((rc = check_profile(profile, err)) != ML_OK)
 		return rc;
 	if (issuer == NULL || client_id == NULL || json == NULL)
@@ -537,93 +690,93 @@ store_secret_save(const char *profile, const char *issuer, const char *client_id
 	if ((len = strlen(json)) > RECORD_MAX_LEN)
 		return err_set(err, ML_ESTORE, "record of %zu bytes is larger than %d", len,
 		    RECORD_MAX_LEN);
-	if ((rc = ks_begin(&ks, OP_MS, err)) != ML_OK || (rc = ks_open_service(&ks, err)) != ML_OK)
+	if ((rc = ks_op_begin(ss, OP_MS, "cannot write to the keyring", err)) != ML_OK ||
+	    (rc = ks_service(ss, err)) != ML_OK)
 		goto out;
 	/* The label is as public as the attributes: names only. */
 	label = g_strdup_printf("mlauth: %s (%s)", profile, issuer);
 	attrs = attrs_new(profile, issuer, client_id);
 	/* Copied into libsecret's wiped memory; unref wipes it. */
 	value = secret_value_new(json, (gssize)len, "text/plain");
-	secret_service_store(ks.svc, &token_schema, attrs, SECRET_COLLECTION_DEFAULT, label,
-	    value, ks.cancel, on_done, &ks);
-	if ((res = ks_wait(&ks)) == NULL) {
-		rc = ks_fail(&ks, NULL, "cannot write to the keyring", err);
+	secret_service_store(ss->svc, &token_schema, attrs, SECRET_COLLECTION_DEFAULT, label,
+	    value, ss->cancel, on_done, ss);
+	if ((res = ks_wait(ss)) == NULL) {
+		rc = ks_fail(ss, NULL, "cannot write to the keyring", err);
 		goto out;
 	}
-	if (!secret_service_store_finish(ks.svc, res, &gerr)) {
-		rc = ks_fail(&ks, gerr, "cannot write to the keyring", err);
+	if (!secret_service_store_finish(ss->svc, res, &gerr)) {
+		rc = ks_fail(ss, gerr, "cannot write to the keyring", err);
 		goto out;
 	}
-	rc = prune_others(&ks, profile, issuer, client_id, err);
+	rc = prune_others(ss, profile, issuer, client_id, err);
 out:
 	if (value != NULL)
 		secret_value_unref(value);
 	if (attrs != NULL)
 		g_hash_table_unref(attrs);
 	g_free(label);
-	ks_end(&ks);
+	ks_op_end(ss);
 	return rc;
 }
 
 /* Fail when an item matching attrs is still there, locked. */
 static int
-check_none_locked(struct ks *ks, GHashTable *attrs, struct ml_err *err)
+check_none_locked(struct store_secret *ss, GHashTable *attrs, struct ml_err *err)
 {
-	GList *items = NULL, *l;
+	gchar **locked = NULL;
 	GError *gerr = NULL;
 	GAsyncResult *res;
 	int rc = ML_OK;
 
-	secret_service_search(ks->svc, &token_schema, attrs, SECRET_SEARCH_ALL, ks->cancel,
-	    on_done, ks);
-	if ((res = ks_wait(ks)) == NULL)
-		return ks_fail(ks, NULL, "cannot search the keyring", err);
-	items = secret_service_search_finish(ks->svc, res, &gerr);
-	if (gerr != NULL)
-		return ks_fail(ks, gerr, "cannot search the keyring", err);
-	for (l = items; l != NULL && rc == ML_OK; l = l->next)
-		if (secret_item_get_locked(l->data))
-			rc = ks_fail(ks, g_error_new_literal(prompt_quark(), 1, "locked"),
-			    "cannot delete from the keyring", err);
-	g_list_free_full(items, g_object_unref);
+	/* The service lists the locked matches apart: no item proxies needed. */
+	secret_service_search_for_dbus_paths(ss->svc, &token_schema, attrs, ss->cancel, on_done,
+	    ss);
+	if ((res = ks_wait(ss)) == NULL)
+		return ks_fail(ss, NULL, "cannot search the keyring", err);
+	if (!secret_service_search_for_dbus_paths_finish(ss->svc, res, NULL, &locked, &gerr))
+		return ks_fail(ss, gerr, "cannot search the keyring", err);
+	if (locked != NULL && locked[0] != NULL)
+		rc = ks_fail(ss, g_error_new_literal(prompt_quark(), 1, "locked"),
+		    "cannot delete from the keyring", err);
+	g_strfreev(locked);
 	return rc;
 }
 
 int
-store_secret_delete(const char *profile, bool *found, struct ml_err *err)
+store_secret_delete(struct store_secret *ss, const char *profile, bool *found,
+    struct ml_err *err)
 {
 	GHashTable *attrs = NULL;
 	GError *gerr = NULL;
 	GAsyncResult *res;
-	struct ks ks;
 	int rc;
 
 	*found = false;
-	memset(&ks, 0, sizeof ks);
 	if ((rc = check_profile(profile, err)) != ML_OK)
 		return rc;
-	if ((rc = ks_begin(&ks, OP_MS, err)) != ML_OK || (rc = ks_open_service(&ks, err)) != ML_OK)
+	if ((rc = ks_op_begin(ss, OP_MS, "cannot delete from the keyring", err)) != ML_OK ||
+	    (rc = ks_service(ss, err)) != ML_OK)
 		goto out;
 	attrs = attrs_new(profile, NULL, NULL);
-	secret_service_clear(ks.svc, &token_schema, attrs, ks.cancel, on_done, &ks);
-	if ((res = ks_wait(&ks)) == NULL) {
-		rc = ks_fail(&ks, NULL, "cannot delete from the keyring", err);
+	secret_service_clear(ss->svc, &token_schema, attrs, ss->cancel, on_done, ss);
+	if ((res = ks_wait(ss)) == NULL) {
+		rc = ks_fail(ss, NULL, "cannot delete from the keyring", err);
 		goto out;
 	}
 	/* FALSE without an error: nothing unlocked matched. */
-	*found = secret_service_clear_finish(ks.svc, res, &gerr);
+	*found = secret_service_clear_finish(ss->svc, res, &gerr);
 	if (gerr != NULL) {
 		*found = false;
-		rc = ks_fail(&ks, gerr, "cannot delete from the keyring", err);
+		rc = ks_fail(ss, gerr, "cannot delete from the keyring", err);
 		goto out;
 	}
 	/* Clearing skips locked items: "nothing stored" must not hide one. */
-	if (!*found && (rc = check_none_locked(&ks, attrs, err)) != ML_OK)
+	if (!*found && (rc = check_none_locked(ss, attrs, err)) != ML_OK)
 		goto out;
 	rc = ML_OK;
 out:
 	if (attrs != NULL)
 		g_hash_table_unref(attrs);
-	ks_end(&ks);
+	ks_op_end(ss);
 	return rc;
 }

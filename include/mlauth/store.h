@@ -9,8 +9,11 @@
 
 enum store_backend { STORE_SECRET_SERVICE, STORE_FILE };
 
+struct store_secret;	/* store_secret.c: the session bus connection, kept open */
+
 struct store {
 	enum store_backend backend;
+	struct store_secret *ss;	/* STORE_SECRET_SERVICE: from the probe to store_close */
 	char *path;		/* STORE_FILE: the record's file */
 	bool fell_back;		/* store=auto found no Secret Service */
 	char reason[256];	/* why it fell back, for the one-line warning */
@@ -43,12 +46,22 @@ int store_state_dir(char **dir, struct ml_err *err);
  */
 int store_dir_ensure(const char *dir, struct ml_err *err);
 
-/* Backends (store_secret.c, store_file.c); same contracts as above. */
+/*
+ * Backends (store_secret.c, store_file.c); same contracts as above.
+ * store_secret_open connects to the session bus and checks that a Secret
+ * Service is on it or can be started, keeping the connection in *ss (NULL
+ * after a failure) for the operations until store_secret_close (NULL is
+ * fine).  store_secret_probe does the same check and keeps nothing.
+ */
+int store_secret_open(struct store_secret **ss, struct ml_err *err);
+void store_secret_close(struct store_secret *ss);
 int store_secret_probe(struct ml_err *err);
-int store_secret_load(const char *profile, char **json, struct ml_err *err);
-int store_secret_save(const char *profile, const char *issuer, const char *client_id,
-    const char *json, struct ml_err *err);
-int store_secret_delete(const char *profile, bool *found, struct ml_err *err);
+int store_secret_load(struct store_secret *ss, const char *profile, char **json,
+    struct ml_err *err);
+int store_secret_save(struct store_secret *ss, const char *profile, const char *issuer,
+    const char *client_id, const char *json, struct ml_err *err);
+int store_secret_delete(struct store_secret *ss, const char *profile, bool *found,
+    struct ml_err *err);
 
 /* $XDG_STATE_HOME/mlauth/PROFILE.json (allocated); creates nothing. */
 int store_file_path(const char *profile, char **path, struct ml_err *err);

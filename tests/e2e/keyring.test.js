@@ -1,0 +1,90 @@
+// The Secret Service store itself: what mlauth asks of the keyring, and a locked keyring.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, test } from 'node:test';
+import { MLAUTH_BIN, run, stopAll } from './rig.js';
+import { login, setup, sleep, tool } from './fixtures.js';
+
+after(stopAll);
+
+const NO_KEYCTL = process.env.NO_KEYCTL;
+
+/**
+ * dbus-monitor on env's bus (the rig's bus lets anyone eavesdrop), ready once it has become
+ * a monitor. stop() ends it and resolves what it saw.
+ */
+async function monitor(env) {
+  const p = spawn('dbus-monitor', ['--session'], {
+    env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  let out = '';
+  p.stdout.on('data', (d) => { out += d; });
+  // Becoming a monitor drops its own name: NameLost is the last thing it says about itself.
+  for (let i = 0; i < 100 && !out.includes('member=NameLost'); i++) await sleep(50);
+  assert.ok(out.includes('member=NameLost'), 'dbus-monitor started');
+  const mark = out.length;
+  return {
+    async stop() {
+      await sleep(200); // the last replies
+      const closed = new Promise((resolve) => p.on('close', resolve));
+      p.kill('SIGTERM');
+      await closed;
+      return out.slice(mark);
+    },
+  };
+}
+
+const calls = (trace, member) =>
+  trace.split('\n').filter((l) => l.startsWith('method call') && l.endsWith(`member=${member}`)).length;
+
+test('a refresh reads twice and writes once over one connection and one session', async () => {
+  assert.ok(NO_KEYCTL, 'NO_KEYCTL names the seccomp wrapper (make e2e sets it)');
+  const { op, env } = await setup({ op: { accessTtl: 4 } });
+  assert.equal((await login(env, op)).code, 0);
+  const before = (await tool(NO_KEYCTL, [MLAUTH_BIN, 'token'], env)).out;
+  // Past half its 4 s life the token is refreshed: load, load again under the lock, save.
+  await sleep(2300);
+  const m = await monitor(env);
+  const r = await tool(NO_KEYCTL, [MLAUTH_BIN, 'token'], env);
+  const trace = await m.stop();
+  assert.equal(r.code, 0, r.err);
+  assert.notEqual(r.out, before, 'refreshed');
+  assert.equal(calls(trace, 'Hello'), 1, 'one connection to the bus');
+  assert.equal(calls(trace, 'OpenSession'), 1, 'one session with the keyring');
+  assert.equal(calls(trace, 'GetSecrets'), 2, 'two reads');
+  assert.equal(calls(trace, 'CreateItem'), 1, 'one write');
+});
+
+test('a locked keyring fails at once, for reading and for deleting, and keeps the entry', async () => {
+  assert.ok(NO_KEYCTL, 'NO_KEYCTL names the seccomp wrapper (make e2e sets it)');
+  const { op, env } = await setup();
+  assert.equal((await login(env, op)).code, 0);
+  const bus = ['--session', '--print-reply', '--dest=org.freedesktop.secrets', '/org/freedesktop/secrets'];
+  const alias = await tool('dbus-send', [...bus, 'org.freedesktop.Secret.Service.ReadAlias', 'string:default'], env);
+  const collection = /object path "([^"]+)"/.exec(alias.out)?.[1];
+  assert.ok(collection && collection !== '/', alias.out + alias.err);
+  // Locking needs no prompt; unlocking would.
+  const lock = await tool('dbus-send', [...bus, 'org.freedesktop.Secret.Service.Lock', `array:objpath:${collection}`], env);
+  assert.equal(lock.code, 0, lock.err);
+
+  const started = Date.now();
+  const t = await tool(NO_KEYCTL, [MLAUTH_BIN, 'token'], env);
+  assert.equal(t.code, 6, t.err);
+  assert.match(t.err, /^mlauth: cannot read the keyring: the keyring is locked .* -o store=file\n$/);
+  assert.equal(t.out, '');
+  const s = await run(['status'], { env });
+  assert.equal(s.code, 6, s.stderr);
+  assert.match(s.stderr, /cannot read the keyring: the keyring is locked/);
+  const l = await run(['logout', '--local'], { env });
+  assert.equal(l.code, 6, l.stderr);
+  assert.match(l.stderr, /cannot delete from the keyring: the keyring is locked/);
+  assert.ok(Date.now() - started < 10_000, 'no wait for a prompt');
+
+  // Still there, locked: listed apart by a search, which needs no unlocking.
+  const search = await tool('dbus-send', [...bus, 'org.freedesktop.Secret.Service.SearchItems',
+    'dict:string:string:profile,default,xdg:schema,org.mlauth.Token'], env);
+  assert.equal(search.code, 0, search.err);
+  const [unlocked, locked] = search.out.split(/\n\s*array \[/).slice(1);
+  assert.doesNotMatch(unlocked, /object path/);
+  assert.match(locked, /object path "\/org\/freedesktop\/secrets\/collection\//);
+});
