@@ -7,18 +7,24 @@ MANDIR    ?= $(PREFIX)/share/man
 DATADIR   ?= $(PREFIX)/share
 DESTDIR   ?=
 CC        ?= cc
+comma     := ,
 B         ?= build$(if $(findstring clang,$(notdir $(CC))),-clang)
 
 PKGS      := libcurl jansson libsecret-1 glib-2.0 gio-2.0 libkeyutils libqrencode
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-# libcurl is not linked: http.c opens it on the first request (a ~6 ms load that
-# reading the keyring or the kernel cache does not need).
-PKG_LIBS   := $(shell pkg-config --libs $(filter-out libcurl,$(PKGS)) 2>/dev/null)
+# Neither libcurl nor libsecret is linked: http.c opens libcurl on the first request
+# (~6 ms to load), store.c opens the Secret Service module mlauth-secret.so (libsecret
+# and GIO, ~1.3 ms) when a run uses the keyring.  A token served from the kernel cache
+# and a `send` with a cached token need neither.
+PKG_LIBS   := $(shell pkg-config --libs glib-2.0 jansson libkeyutils libqrencode 2>/dev/null)
+SECRET_LIBS := $(shell pkg-config --libs libsecret-1 gio-2.0 glib-2.0 2>/dev/null)
 # The front binary serves cached tokens: only what starts in well under a millisecond.
-# jansson and libkeyutils are small and linked in statically: one mapping less each,
-# which make bench measures (peak RSS, start-up).
-FRONT_LIBS := $(shell pkg-config --libs glib-2.0 2>/dev/null) \
-              -Wl,-Bstatic -ljansson -lkeyutils -Wl,-Bdynamic
+# GLib (for GKeyFile), jansson and libkeyutils are linked in statically: no symbol
+# lookups at start-up and only the pages it touches, which make bench measures (start-up
+# against `cat`, peak RSS).  The helper links GLib dynamically: the Secret Service
+# module brings libsecret, which must share the one GLib of the process.
+FRONT_LIBS := -Wl,-Bstatic $(shell pkg-config --static --libs glib-2.0 2>/dev/null) \
+              -ljansson -lkeyutils -Wl,-Bdynamic
 
 OPT       ?= -O2 -g
 WARN      := -std=c11 -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes \
@@ -29,7 +35,7 @@ ALL_CFLAGS  = $(OPT) $(WARN) $(HARDEN) $(SAN) -D_POSIX_C_SOURCE=200809L \
               -DMLAUTH_VERSION='"$(VERSION)"' -Iinclude $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = -pie -Wl,-z,relro,-z,now $(SAN) $(LDFLAGS)
 
-LIB_SRC   := $(filter-out src/main.c src/front.c src/cmd_%.c,$(wildcard src/*.c))
+LIB_SRC   := $(filter-out src/main.c src/front.c src/cmd_%.c src/store_secret.c,$(wildcard src/*.c))
 CMD_SRC   := src/main.c $(wildcard src/cmd_*.c)
 LIB_OBJ   := $(LIB_SRC:src/%.c=$(B)/%.o)
 CMD_OBJ   := $(CMD_SRC:src/%.c=$(B)/%.o)
@@ -40,10 +46,15 @@ UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 # A clang build keeps its binaries in its own tree, so it never replaces gcc's.
 BIN       ?= $(if $(findstring clang,$(notdir $(CC))),build-clang/mlauth,mlauth)
 HELPER    := $(dir $(BIN))mlauth-helper
+SECRET_MOD := $(dir $(BIN))mlauth-secret.so
+# The module carries its own copy of the little it needs (errors, wiping secrets), so it
+# links with -z defs: a missing symbol fails the build, not a run.  (Not under a
+# sanitizer: clang leaves the runtime's symbols to the executable.)
+SECRET_MOD_OBJ := $(addprefix $(B)/pic/,store_secret.o err.o secret.o)
 
 .PHONY: all deps check unit e2e asan demo bench install uninstall clean
 
-all: $(BIN) $(HELPER)
+all: $(BIN) $(HELPER) $(SECRET_MOD)
 
 # Two link lines, one library: the front (mlauth) and the helper that has the network
 # and the Secret Service (installed as libexec/mlauth/mlauth-helper).
@@ -52,6 +63,13 @@ $(BIN): $(FRONT_OBJ)
 
 $(HELPER): $(CMD_OBJ) $(B)/libmlauth.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $(CMD_OBJ) $(B)/libmlauth.a $(PKG_LIBS)
+
+$(SECRET_MOD): $(SECRET_MOD_OBJ)
+	$(CC) -shared -Wl,-z,relro,-z,now$(if $(SAN),,$(comma)-z$(comma)defs) $(SAN) $(LDFLAGS) \
+	    -o $@ $(SECRET_MOD_OBJ) $(SECRET_LIBS)
+
+$(B)/pic/%.o: src/%.c $(wildcard include/mlauth/*.h) | $(B)/pic
+	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
 
 $(B)/front.o: ALL_CFLAGS += -DMLAUTH_LIBEXECDIR='"$(LIBEXECDIR)"'
 
@@ -70,7 +88,7 @@ $(B)/tests/%: tests/unit/%.c tests/unit/unit.h $(B)/libmlauth.a | $(B)/tests
 $(B)/tests/no-keyctl: tests/e2e/no-keyctl.c | $(B)/tests
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $<
 
-$(B) $(B)/tests:
+$(B) $(B)/tests $(B)/pic:
 	@mkdir -p $@
 
 deps:
@@ -103,6 +121,7 @@ install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/mlauth $(DESTDIR)$(MANDIR)/man1
 	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/mlauth
 	install -m 0755 $(HELPER) $(DESTDIR)$(LIBEXECDIR)/mlauth/mlauth-helper
+	install -m 0644 $(SECRET_MOD) $(DESTDIR)$(LIBEXECDIR)/mlauth/mlauth-secret.so
 	install -m 0644 man/mlauth.1 $(DESTDIR)$(MANDIR)/man1/mlauth.1
 	install -d $(DESTDIR)$(DATADIR)/bash-completion/completions \
 	    $(DESTDIR)$(DATADIR)/zsh/site-functions $(DESTDIR)$(DATADIR)/fish/vendor_completions.d
@@ -112,13 +131,14 @@ install: all
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/mlauth $(DESTDIR)$(LIBEXECDIR)/mlauth/mlauth-helper \
+	    $(DESTDIR)$(LIBEXECDIR)/mlauth/mlauth-secret.so \
 	    $(DESTDIR)$(MANDIR)/man1/mlauth.1 \
 	    $(DESTDIR)$(DATADIR)/bash-completion/completions/mlauth \
 	    $(DESTDIR)$(DATADIR)/zsh/site-functions/_mlauth \
 	    $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/mlauth.fish
 
 clean:
-	rm -rf build build-asan build-clang mlauth mlauth-helper
+	rm -rf build build-asan build-clang mlauth mlauth-helper mlauth-secret.so
 
 # ---- fuzz (begin): libFuzzer targets of tests/fuzz/, owned by the fuzzing work ----
 # `make fuzz FUZZ_SECONDS=N` builds every tests/fuzz/fuzz_NAME.c with clang's libFuzzer,

@@ -11,7 +11,7 @@
 // non-zero only when something could not be measured at all (a tool missing, a peer that did
 // not start, a command that failed).
 //
-// Environment: MLAUTH_BIN (default ./mlauth; its mlauth-helper beside it), NO_KEYCTL (default
+// Environment: MLAUTH_BIN (default ./mlauth; its mlauth-helper and mlauth-secret.so beside it), NO_KEYCTL (default
 // build/tests/no-keyctl); both are copied to a private directory first and timed there;
 // BENCH_HERD (default bench/out/herd), BENCH_QUICK=1 (fewer runs, for trying the script out),
 // BENCH_RT=0 (time under the normal scheduler, not SCHED_FIFO), BENCH_ONLY=REGEX (only the
@@ -40,6 +40,7 @@ function snapshot(src, name) {
 const SRC_BIN = resolve(process.env.MLAUTH_BIN || join(REPO, 'mlauth'));
 process.env.MLAUTH_BIN = snapshot(SRC_BIN, 'mlauth');
 snapshot(join(dirname(SRC_BIN), 'mlauth-helper'), 'mlauth-helper');
+snapshot(join(dirname(SRC_BIN), 'mlauth-secret.so'), 'mlauth-secret.so');
 const NO_KEYCTL = snapshot(process.env.NO_KEYCTL || join(REPO, 'build/tests/no-keyctl'), 'no-keyctl');
 
 const {

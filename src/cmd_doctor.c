@@ -242,7 +242,7 @@ check_secret_service(struct doctor *d)
 		    "session, or set store=file to keep the file on purpose");
 		break;
 	case CONFIG_STORE_FILE:
-		if (store_secret_probe(&probe) == ML_OK)
+		if (store_secret_available(&probe) == ML_OK)
 			check_add(d, "secret_service", CHECK_OK, "answers on the session bus, but "
 			    "store=file keeps sessions in the %s", store_describe(&d->st));
 		else

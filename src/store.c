@@ -3,14 +3,125 @@
  * The policy lives here; the backends (store_secret.c, store_file.c) only
  * know how to talk to theirs.
  */
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "mlauth/config.h"
 #include "mlauth/err.h"
 #include "mlauth/store.h"
+
+#define STORE_SECRET_MODULE	"mlauth-secret.so"
+
+/*
+ * The Secret Service module, opened on first use from the program's own
+ * directory (where make and make install put it beside mlauth-helper), so a
+ * moved or staged tree finds its own.  Never closed: GLib's type system
+ * cannot unload the types libsecret registers.  A module that cannot be
+ * opened is a broken installation, and says so: falling back to the file
+ * would write tokens to disk on a machine that has a keyring.
+ */
+static int
+secret_module(const struct store_secret_ops **ops, struct ml_err *err)
+{
+	static const struct store_secret_ops *mod;
+	char exe[PATH_MAX], path[PATH_MAX];
+	const struct store_secret_ops *m;
+	const char *slash;
+	void *h;
+	ssize_t n;
+
+	if (mod != NULL) {
+		*ops = mod;
+		return ML_OK;
+	}
+	if ((n = readlink("/proc/self/exe", exe, sizeof exe - 1)) <= 0)
+		return err_set(err, ML_EFAIL, "cannot find the Secret Service module: "
+		    "/proc/self/exe: %s", n < 0 ? strerror(errno) : "empty");
+	exe[n] = '\0';
+	slash = strrchr(exe, '/');
+	if (snprintf(path, sizeof path, "%.*s/%s", slash != NULL ? (int)(slash - exe) : 1,
+	    slash != NULL ? exe : ".", STORE_SECRET_MODULE) >= (int)sizeof path)
+		return err_set(err, ML_EFAIL, "cannot find the Secret Service module: "
+		    "path too long");
+	if ((h = dlopen(path, RTLD_LAZY | RTLD_LOCAL)) == NULL)
+		return err_set(err, ML_EFAIL, "cannot load the Secret Service module: %s "
+		    "(reinstall mlauth)", dlerror());
+	m = dlsym(h, "store_secret_module");
+	if (m == NULL || m->abi != STORE_SECRET_ABI) {
+		(void)dlclose(h);
+		return err_set(err, ML_EFAIL, "%s is not this mlauth's Secret Service module "
+		    "(reinstall mlauth)", path);
+	}
+	*ops = mod = m;
+	return ML_OK;
+}
+
+/*
+ * Is a session bus there to connect to?  Checked by hand, before anything is
+ * loaded, because GDBus, finding neither variable, would run `dbus-launch
+ * --autolaunch`, which can start a bus for nothing or wait on an X server;
+ * and over SSH without a bus the module need not be loaded at all.
+ */
+static int
+secret_bus_check(struct ml_err *err)
+{
+	const char *addr = getenv("DBUS_SESSION_BUS_ADDRESS");
+	const char *rt = getenv("XDG_RUNTIME_DIR");
+	char path[PATH_MAX];
+	struct stat sb;
+
+	if (addr != NULL && addr[0] != '\0') {
+		if (strstr(addr, "autolaunch:") != NULL)
+			return err_set(err, ML_ESTORE, "no session bus (DBUS_SESSION_BUS_ADDRESS "
+			    "asks for autolaunch, which mlauth does not do)");
+		return ML_OK;
+	}
+	/* GDBus's own next choice, as systemd user sessions provide it. */
+	if (rt != NULL && rt[0] == '/' &&
+	    snprintf(path, sizeof path, "%s/bus", rt) < (int)sizeof path &&
+	    stat(path, &sb) == 0 && S_ISSOCK(sb.st_mode))
+		return ML_OK;
+	return err_set(err, ML_ESTORE, "no session bus (DBUS_SESSION_BUS_ADDRESS is not set)");
+}
+
+/* A bus to talk to and the module to talk with. */
+static int
+secret_ready(const struct store_secret_ops **ops, struct ml_err *err)
+{
+	int rc;
+
+	if ((rc = secret_bus_check(err)) != ML_OK)
+		return rc;
+	return secret_module(ops, err);
+}
+
+/* The module is handed only profile names that cannot name another item. */
+static int
+secret_profile_check(const char *profile, struct ml_err *err)
+{
+	if (profile == NULL || !config_profile_valid(profile))
+		return err_set(err, ML_EUSAGE, "invalid profile name '%s'",
+		    profile != NULL ? profile : "(null)");
+	return ML_OK;
+}
+
+int
+store_secret_available(struct ml_err *err)
+{
+	const struct store_secret_ops *ops;
+	int rc;
+
+	if ((rc = secret_ready(&ops, err)) != ML_OK)
+		return rc;
+	return ops->probe(err);
+}
 
 static int
 open_file(const struct config *cfg, struct store *st, struct ml_err *err)
@@ -39,7 +150,8 @@ store_open(const struct config *cfg, struct store *st, struct ml_err *err)
 	switch (cfg->store) {
 	case CONFIG_STORE_SECRET:
 		/* Asked for by name: writing tokens to disk instead would betray that. */
-		if ((rc = store_secret_open(&st->ss, err)) != ML_OK) {
+		if ((rc = secret_ready(&st->secret, err)) != ML_OK ||
+		    (rc = st->secret->open(&st->ss, err)) != ML_OK) {
 			err_prefix(err, "store=secret-service");
 			return rc;
 		}
@@ -50,8 +162,12 @@ store_open(const struct config *cfg, struct store *st, struct ml_err *err)
 		break;
 	case CONFIG_STORE_AUTO:
 		err_clear(&probe);
+		/* Only no bus falls back: a missing module is a broken install. */
+		if ((rc = secret_bus_check(&probe)) == ML_OK &&
+		    (rc = secret_module(&st->secret, err)) != ML_OK)
+			return rc;
 		/* The probe's connection serves the operations too. */
-		if (store_secret_open(&st->ss, &probe) == ML_OK) {
+		if (rc == ML_OK && st->secret->open(&st->ss, &probe) == ML_OK) {
 			st->backend = STORE_SECRET_SERVICE;
 			return ML_OK;
 		}
@@ -75,7 +191,8 @@ store_close(struct store *st)
 {
 	if (st == NULL)
 		return;
-	store_secret_close(st->ss);
+	if (st->secret != NULL)
+		st->secret->close(st->ss);
 	free(st->path);
 	free(st->describe);
 	memset(st, 0, sizeof *st);
@@ -91,7 +208,8 @@ store_load(struct store *st, const char *profile, char **json, struct ml_err *er
 
 	*json = NULL;
 	if (st->backend == STORE_SECRET_SERVICE)
-		return store_secret_load(st->ss, profile, json, err);
+		return (rc = secret_profile_check(profile, err)) != ML_OK ? rc :
+		    st->secret->load(st->ss, profile, json, err);
 	if ((rc = store_file_path(profile, &path, err)) == ML_OK)
 		rc = store_file_load(path, json, err);
 	free(path);
@@ -106,7 +224,8 @@ store_save(struct store *st, const char *profile, const char *issuer,
 	int rc;
 
 	if (st->backend == STORE_SECRET_SERVICE)
-		return store_secret_save(st->ss, profile, issuer, client_id, json, err);
+		return (rc = secret_profile_check(profile, err)) != ML_OK ? rc :
+		    st->secret->save(st->ss, profile, issuer, client_id, json, err);
 	if ((rc = store_file_path(profile, &path, err)) == ML_OK)
 		rc = store_file_save(path, json, err);
 	free(path);
@@ -121,7 +240,8 @@ store_delete(struct store *st, const char *profile, bool *found, struct ml_err *
 
 	*found = false;
 	if (st->backend == STORE_SECRET_SERVICE)
-		return store_secret_delete(st->ss, profile, found, err);
+		return (rc = secret_profile_check(profile, err)) != ML_OK ? rc :
+		    st->secret->remove(st->ss, profile, found, err);
 	if ((rc = store_file_path(profile, &path, err)) == ML_OK)
 		rc = store_file_delete(path, found, err);
 	free(path);

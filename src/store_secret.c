@@ -1,6 +1,8 @@
 /*
  * store_secret.c: the record in the Secret Service (GNOME Keyring, KWallet,
- * KeePassXC) through libsecret.  The only file that includes libsecret.
+ * KeePassXC) through libsecret.  The only file that includes libsecret, and
+ * built on its own as the module mlauth-secret.so, which store.c opens when
+ * a run uses the keyring: libsecret and GIO are then loaded by that run only.
  *
  * Never hang.  libsecret's _sync calls wait on a private main loop with no
  * time limit, and a prompt waits for a human.  So every operation here runs
@@ -13,7 +15,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 /*
@@ -24,7 +25,6 @@
 #define SECRET_API_SUBJECT_TO_CHANGE
 #include <libsecret/secret.h>
 
-#include "mlauth/config.h"
 #include "mlauth/err.h"
 #include "mlauth/record.h"
 #include "mlauth/secret.h"
@@ -219,37 +219,6 @@ ks_fail(struct store_secret *ss, GError *gerr, const char *what, struct ml_err *
 }
 
 /*
- * Is a session bus there to connect to?  Checked by hand first because
- * GDBus, finding neither variable, would run `dbus-launch --autolaunch`,
- * which can start a bus for nothing or wait on an X server.
- */
-static int
-bus_address_check(struct ml_err *err)
-{
-	const char *addr = getenv("DBUS_SESSION_BUS_ADDRESS");
-	const char *rt = getenv("XDG_RUNTIME_DIR");
-	char *path;
-	struct stat st;
-	bool ok;
-
-	if (addr != NULL && addr[0] != '\0') {
-		if (strstr(addr, "autolaunch:") != NULL)
-			return err_set(err, ML_ESTORE, "no session bus (DBUS_SESSION_BUS_ADDRESS "
-			    "asks for autolaunch, which mlauth does not do)");
-		return ML_OK;
-	}
-	/* GDBus's own next choice, as systemd user sessions provide it. */
-	if (rt != NULL && rt[0] == '/') {
-		path = g_build_filename(rt, "bus", NULL);
-		ok = stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
-		g_free(path);
-		if (ok)
-			return ML_OK;
-	}
-	return err_set(err, ML_ESTORE, "no session bus (DBUS_SESSION_BUS_ADDRESS is not set)");
-}
-
-/*
  * Start an operation limited to timeout_ms in all: calls started until
  * ks_op_end report to (and only to) our context.  Call ks_op_end
  * afterwards, even after a failure.
@@ -317,7 +286,7 @@ ks_drop_service(struct store_secret *ss)
 	ks_spin(ss);
 }
 
-void
+static void
 store_secret_close(struct store_secret *ss)
 {
 	if (ss == NULL)
@@ -429,15 +398,14 @@ ks_probe(struct store_secret *ss, struct ml_err *err)
 	return there ? ML_OK : err_set(err, ML_ESTORE, "no Secret Service on the session bus");
 }
 
-int
+static int
 store_secret_open(struct store_secret **ssp, struct ml_err *err)
 {
 	struct store_secret *ss;
 	int rc;
 
+	/* store.c has checked that there is a session bus to connect to. */
 	*ssp = NULL;
-	if ((rc = bus_address_check(err)) != ML_OK)
-		return rc;
 	ss = g_new0(struct store_secret, 1);
 	ss->ctx = g_main_context_new();
 	/* The probe answers "is there a keyring?" for store=auto: PROBE_MS in all. */
@@ -452,7 +420,7 @@ store_secret_open(struct store_secret **ssp, struct ml_err *err)
 	return ML_OK;
 }
 
-int
+static int
 store_secret_probe(struct ml_err *err)
 {
 	struct store_secret *ss = NULL;
@@ -475,15 +443,6 @@ attrs_new(const char *profile, const char *issuer, const char *client_id)
 	if (client_id != NULL)
 		g_hash_table_insert(a, (gpointer)"client_id", (gpointer)client_id);
 	return a;
-}
-
-static int
-check_profile(const char *profile, struct ml_err *err)
-{
-	if (profile == NULL || !config_profile_valid(profile))
-		return err_set(err, ML_EUSAGE, "invalid profile name '%s'",
-		    profile != NULL ? profile : "(null)");
-	return ML_OK;
 }
 
 /*
@@ -532,7 +491,7 @@ ks_read_secret(struct store_secret *ss, const char *path, SecretValue **value,
 	return ML_OK;
 }
 
-int
+static int
 store_secret_load(struct store_secret *ss, const char *profile, char **json,
     struct ml_err *err)
 {
@@ -546,8 +505,6 @@ store_secret_load(struct store_secret *ss, const char *profile, char **json,
 	int rc;
 
 	*json = NULL;
-	if ((rc = check_profile(profile, err)) != ML_OK)
-		return rc;
 	if ((rc = ks_op_begin(ss, OP_MS, "cannot read the keyring", err)) != ML_OK ||
 	    (rc = ks_service(ss, err)) != ML_OK)
 		goto out;
@@ -670,7 +627,7 @@ out:
 	return rc;
 }
 
-int
+static int
 store_secret_save(struct store_secret *ss, const char *profile, const char *issuer,
     const char *client_id, const char *json, struct ml_err *err)
 {
@@ -682,8 +639,6 @@ store_secret_save(struct store_secret *ss, const char *profile, const char *issu
 	size_t len;
 	int rc;
 
-	if ((rc = check_profile(profile, err)) != ML_OK)
-		return rc;
 	if (issuer == NULL || client_id == NULL || json == NULL)
 		return err_set(err, ML_ESTORE, "incomplete record for profile %s", profile);
 	/* A record we could not load back would log the user out. */
@@ -742,7 +697,7 @@ check_none_locked(struct store_secret *ss, GHashTable *attrs, struct ml_err *err
 	return rc;
 }
 
-int
+static int
 store_secret_delete(struct store_secret *ss, const char *profile, bool *found,
     struct ml_err *err)
 {
@@ -752,8 +707,6 @@ store_secret_delete(struct store_secret *ss, const char *profile, bool *found,
 	int rc;
 
 	*found = false;
-	if ((rc = check_profile(profile, err)) != ML_OK)
-		return rc;
 	if ((rc = ks_op_begin(ss, OP_MS, "cannot delete from the keyring", err)) != ML_OK ||
 	    (rc = ks_service(ss, err)) != ML_OK)
 		goto out;
@@ -780,3 +733,14 @@ out:
 	ks_op_end(ss);
 	return rc;
 }
+
+/* The module's one export: store.c finds it with dlsym. */
+__attribute__((visibility("default"))) const struct store_secret_ops store_secret_module = {
+	.abi = STORE_SECRET_ABI,
+	.open = store_secret_open,
+	.close = store_secret_close,
+	.probe = store_secret_probe,
+	.load = store_secret_load,
+	.save = store_secret_save,
+	.remove = store_secret_delete,
+};

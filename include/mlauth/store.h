@@ -10,9 +10,11 @@
 enum store_backend { STORE_SECRET_SERVICE, STORE_FILE };
 
 struct store_secret;	/* store_secret.c: the session bus connection, kept open */
+struct store_secret_ops;
 
 struct store {
 	enum store_backend backend;
+	const struct store_secret_ops *secret;	/* the module, unless store=file */
 	struct store_secret *ss;	/* STORE_SECRET_SERVICE: from the probe to store_close */
 	char *path;		/* STORE_FILE: the record's file */
 	bool fell_back;		/* store=auto found no Secret Service */
@@ -47,22 +49,35 @@ int store_state_dir(char **dir, struct ml_err *err);
 int store_dir_ensure(const char *dir, struct ml_err *err);
 
 /*
- * Backends (store_secret.c, store_file.c); same contracts as above.
- * store_secret_open connects to the session bus and checks that a Secret
- * Service is on it or can be started, keeping the connection in *ss (NULL
- * after a failure) for the operations until store_secret_close (NULL is
- * fine).  store_secret_probe does the same check and keeps nothing.
+ * Whether a Secret Service is on the session bus or can be started, for
+ * doctor; keeps nothing open.
  */
-int store_secret_open(struct store_secret **ss, struct ml_err *err);
-void store_secret_close(struct store_secret *ss);
-int store_secret_probe(struct ml_err *err);
-int store_secret_load(struct store_secret *ss, const char *profile, char **json,
-    struct ml_err *err);
-int store_secret_save(struct store_secret *ss, const char *profile, const char *issuer,
-    const char *client_id, const char *json, struct ml_err *err);
-int store_secret_delete(struct store_secret *ss, const char *profile, bool *found,
-    struct ml_err *err);
+int store_secret_available(struct ml_err *err);
 
+/*
+ * The Secret Service backend, the module mlauth-secret.so beside the
+ * program (store_secret.c), with the same contracts as above.  open connects
+ * to the session bus and checks that a Secret Service is on it or can be
+ * started, keeping the connection in *ss (NULL after a failure) for the
+ * operations until close (NULL is fine); probe does the same check and keeps
+ * nothing.  Profiles are checked by store.c before they reach the module.
+ */
+#define STORE_SECRET_ABI	1
+struct store_secret_ops {
+	int abi;		/* STORE_SECRET_ABI: a module of another build is refused */
+	int (*open)(struct store_secret **ss, struct ml_err *err);
+	void (*close)(struct store_secret *ss);
+	int (*probe)(struct ml_err *err);
+	int (*load)(struct store_secret *ss, const char *profile, char **json,
+	    struct ml_err *err);
+	int (*save)(struct store_secret *ss, const char *profile, const char *issuer,
+	    const char *client_id, const char *json, struct ml_err *err);
+	int (*remove)(struct store_secret *ss, const char *profile, bool *found,
+	    struct ml_err *err);
+};
+extern const struct store_secret_ops store_secret_module;
+
+/* The file backend (store_file.c). */
 /* $XDG_STATE_HOME/mlauth/PROFILE.json (allocated); creates nothing. */
 int store_file_path(const char *profile, char **path, struct ml_err *err);
 int store_file_load(const char *path, char **json, struct ml_err *err);

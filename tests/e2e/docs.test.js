@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import {
-  chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync,
+  chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync,
 } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
@@ -328,12 +328,16 @@ test('make install puts every file in place; the installed mlauth runs its libex
     // Which binaries install copies: from its own dry run.
     r = await make(['-n', 'install', ...vars]);
     assert.equal(r.code, 0, report(r));
-    const src = (target) => {
-      const m = new RegExp(`^install -m 0755 (\\S+) \\S*${target}$`, 'm').exec(r.stdout);
+    const src = (target, perm = '0755') => {
+      const m = new RegExp(`^install -m ${perm} (\\S+) \\S*${target}$`, 'm').exec(r.stdout);
       assert.ok(m, `no install line for ${target} in\n${r.stdout}`);
       return resolve(REPO, m[1]);
     };
-    const built = { bin: src('/usr/bin/mlauth'), helper: src('/usr/libexec/mlauth/mlauth-helper') };
+    const built = {
+      bin: src('/usr/bin/mlauth'),
+      helper: src('/usr/libexec/mlauth/mlauth-helper'),
+      module: src('/usr/libexec/mlauth/mlauth-secret.so', '0644'),
+    };
     const before = { bin: statSync(built.bin).mtimeMs, helper: statSync(built.helper).mtimeMs };
 
     r = await make(['install', ...vars]);
@@ -344,6 +348,7 @@ test('make install puts every file in place; the installed mlauth runs its libex
     const installed = {
       'usr/bin/mlauth': { mode: 0o755, from: built.bin },
       'usr/libexec/mlauth/mlauth-helper': { mode: 0o755, from: built.helper },
+      'usr/libexec/mlauth/mlauth-secret.so': { mode: 0o644, from: built.module },
       'usr/share/man/man1/mlauth.1': { mode: 0o644, from: MAN },
       'usr/share/bash-completion/completions/mlauth': { mode: 0o644, from: BASH },
       'usr/share/zsh/site-functions/_mlauth': { mode: 0o644, from: ZSH },
@@ -370,6 +375,19 @@ test('make install puts every file in place; the installed mlauth runs its libex
     r = await exec(mlauth, ['--version'], { cwd: home.dir, env: runEnv });
     assert.equal(r.code, 0, report(r));
     assert.match(r.stdout, /^mlauth \d+\.\d+\.\d+\n$/);
+
+    // Without its Secret Service module, the helper says so instead of writing tokens
+    // to a file (store=auto would otherwise take a broken install for a keyring-less one).
+    const mod = join(dest, 'usr/libexec/mlauth/mlauth-secret.so');
+    renameSync(mod, `${mod}.away`);
+    // (A bus address that leads nowhere: without one there is no keyring to load it for.)
+    const busEnv = { ...runEnv, DBUS_SESSION_BUS_ADDRESS: `unix:path=${join(home.dir, 'no-bus')}` };
+    r = await exec(mlauth, ['status'], { cwd: home.dir, env: busEnv });
+    renameSync(`${mod}.away`, mod);
+    assert.equal(r.code, 1, report(r));
+    assert.match(r.stderr, /^mlauth: cannot load the Secret Service module: .*mlauth-secret\.so.*\(reinstall mlauth\)\n$/);
+    r = await exec(mlauth, ['-o', 'store=file', 'status'], { cwd: home.dir, env: runEnv });
+    assert.equal(r.code, 3, `store=file needs no module\n${report(r)}`);
 
     // Without an executable helper there, it says so (unless one is installed system-wide,
     // in the directory the front was built for).
