@@ -10,6 +10,7 @@
 #include "mlauth/cmd.h"
 #include "mlauth/http.h"
 #include "mlauth/jwt.h"
+#include "mlauth/lock.h"
 #include "mlauth/oidc.h"
 #include "mlauth/store.h"
 #include "mlauth/term.h"
@@ -235,7 +236,7 @@ exec_login(struct cmd_ctx *ctx, int argc, char **argv)
 	struct waiting w;
 	bool browser = true, force = false, qr = false, store_open_ok = false;
 	const char *scope, *url, *bold, *plain;
-	int c, status;
+	int c, status, lockfd = -1;
 
 	while ((c = cmd_getopt(ctx, argc, argv, &status)) != -1) {
 		switch (c) {
@@ -315,8 +316,16 @@ exec_login(struct cmd_ctx *ctx, int argc, char **argv)
 
 	if ((status = poll_until_done(ctx, &ho, &p, &d, &w, &t, &err)) != ML_OK)
 		goto fail;
-	if ((status = token_store_answer(&ctx->cfg, &st, &t, NULL, p.token_endpoint,
-	    &fresh, &err)) != ML_OK)
+	/*
+	 * Saved under the profile's lock: a refresh in flight would otherwise
+	 * write the old session back over the new one.  A refresh that starts
+	 * after us reloads the record under the lock and finds ours fresh.
+	 */
+	if ((status = lock_acquire(ctx->cfg.profile, &lockfd, &err)) != ML_OK)
+		goto fail;
+	status = token_store_answer(&ctx->cfg, &st, &t, NULL, p.token_endpoint, &fresh, &err);
+	lock_release(lockfd);
+	if (status != ML_OK)
 		goto fail;
 	print_welcome(ctx, &fresh);
 	goto out;

@@ -4,6 +4,7 @@
 
 #include "mlauth/cache.h"
 #include "mlauth/cmd.h"
+#include "mlauth/lock.h"
 #include "mlauth/oidc.h"
 #include "mlauth/store.h"
 #include "mlauth/token.h"
@@ -37,7 +38,7 @@ exec_logout(struct cmd_ctx *ctx, int argc, char **argv)
 	struct store st;
 	struct ml_err err, rerr;
 	bool local = false, found = false, revoked = false;
-	int c, status;
+	int c, status, lockfd = -1;
 
 	while ((c = cmd_getopt(ctx, argc, argv, &status)) != -1) {
 		if (c == CMD_OPT_DONE)
@@ -52,6 +53,14 @@ exec_logout(struct cmd_ctx *ctx, int argc, char **argv)
 	err_clear(&rerr);
 	if (store_open(&ctx->cfg, &st, &err) != ML_OK)
 		return cmd_fail(ctx, &err);
+	/*
+	 * Under the profile's lock from load to delete: a refresh in flight
+	 * would otherwise save the session back after we deleted it.
+	 */
+	if (lock_acquire(ctx->cfg.profile, &lockfd, &err) != ML_OK) {
+		store_close(&st);
+		return cmd_fail(ctx, &err);
+	}
 	if (token_load(&ctx->cfg, &st, &r, &err) == ML_OK && !local &&
 	    r.refresh_token != NULL) {
 		if (revoke(ctx, &r, &rerr) == ML_OK)
@@ -72,6 +81,7 @@ exec_logout(struct cmd_ctx *ctx, int argc, char **argv)
 		    revoked ? "; session revoked at the provider and deleted here" :
 		    "; session deleted here only");
 	}
+	lock_release(lockfd);
 	store_close(&st);
 	return status;
 }

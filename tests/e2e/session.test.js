@@ -1,7 +1,8 @@
 // login, token, status, logout against the real provider and a private keyring.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { after, test } from 'node:test';
-import { chmodSync, existsSync, readdirSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { run, spawnMlauth, startAPI, stopAll } from './rig.js';
 import { JWT, login, setup, sleep, storedRecord } from './fixtures.js';
@@ -309,4 +310,51 @@ test('invalid_scope on offline_access falls back to openid with a note', async (
   const r = await login(env, op);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /refused scope 'openid offline_access'; logging in with 'openid'/);
+});
+
+/** Holds the profile's lock, as a refresh in flight does, until release(). */
+async function holdLock(env, profile = 'default') {
+  const dir = join(env.XDG_RUNTIME_DIR, 'mlauth');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const p = spawn('flock', [join(dir, `${profile}.lock`), '-c', 'echo held; exec cat'],
+    { stdio: ['pipe', 'pipe', 'inherit'] });
+  await new Promise((res, rej) => {
+    p.on('error', rej);
+    p.on('close', (code) => rej(new Error(`flock ended (${code}) before it held the lock`)));
+    p.stdout.on('data', (d) => { if (String(d).includes('held')) res(); });
+  });
+  const gone = new Promise((res) => p.on('close', res));
+  return { release: () => { p.stdin.end(); return gone; } };
+}
+
+test('login and logout wait for a refresh holding the profile lock', async () => {
+  const { op, env } = await setup();
+  assert.equal((await login(env, op)).code, 0);
+  const first = await storedRecord(env);
+
+  let lock = await holdLock(env);
+  const h = spawnMlauth(['login', '--no-browser', '--force'], { env });
+  try {
+    const m = await h.waitFor(/shows the code (\S+)/, { stream: 'stderr' });
+    await op.approve(m[1]);
+    await sleep(2500); // polled every second: it has its tokens by now
+    assert.equal((await storedRecord(env)).access_token, first.access_token,
+      'login saved while a refresh held the lock');
+  } finally {
+    await lock.release();
+  }
+  const r = await h.done;
+  assert.equal(r.code, 0, r.stderr);
+  assert.notEqual((await storedRecord(env)).access_token, first.access_token);
+
+  lock = await holdLock(env);
+  const out = spawnMlauth(['logout', '--local'], { env });
+  try {
+    await sleep(1000);
+    assert.ok(await storedRecord(env), 'logout deleted while a refresh held the lock');
+  } finally {
+    await lock.release();
+  }
+  assert.equal((await out.done).code, 0);
+  assert.equal(await storedRecord(env), null);
 });
