@@ -246,8 +246,14 @@ token_get_fresh(const struct config *cfg, int verbose, struct store *st,
 		goto out;
 	}
 	rc = refresh(cfg, verbose, st, &r, res, err);
-	if (rc == ML_ENET && r.expires_at > util_now()) {
-		/* Better a token that still works for a while than no token at all. */
+	/*
+	 * Better a token that still works for a while than no token at all,
+	 * whether the provider is unreachable or answers nonsense (an outage
+	 * page, a token that is not a JWT).  Not when the session is over, the
+	 * store failed or the user interrupted; nor when the API refused it.
+	 */
+	if ((rc == ML_ENET || rc == ML_EFAIL) && r.expires_at > util_now() &&
+	    (o->rejected == NULL || strcmp(o->rejected, r.access_token) != 0)) {
 		util_format_duration(r.expires_at - util_now(), when, sizeof when);
 		(void)snprintf(res->warning, sizeof res->warning,
 		    "could not refresh (%s); using the current token, valid for %s", err->msg, when);

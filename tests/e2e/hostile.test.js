@@ -483,17 +483,36 @@ describe('hostile servers', { concurrency: 2 }, () => {
       });
     }
 
-    test('unreachable while the token is still valid: the token, with a warning, exit 0', async () => {
+    // While the current token is still valid, a provider that cannot be reached or answers
+    // nonsense costs a warning, not the token; a session that is over still ends it.
+    const stillValid = [
+      ['unreachable', { kind: 'close' }, /cannot reach .*/],
+      ['an HTML page', { kind: 'raw', contentType: 'text/html', body: '<html>outage</html>' }, /the token answer is an HTML page, not JSON/],
+      ['a non-JWT access token', { kind: 'good', patch: { access_token: 'opaque-token' } }, /the provider's access token is unusable \(not a JWT.*\)/],
+    ];
+    for (const [what, beh, why] of stillValid) {
+      test(`${what} while the token is still valid: the token, with a warning, exit 0`, async () => {
+        const h = await hostile();
+        const env = await loggedIn(h);
+        const before = readRecord(env);
+        ageRecord(env, 120); // stale (under min_valid), not expired
+        h.set({ refresh: beh });
+        const r = await run([...T, 'token'], { env });
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stdout, `${before.access_token}\n`);
+        assert.match(r.stderr, new RegExp(`^mlauth: warning: could not refresh \\(${why.source}\\); using the current token, valid for (1m|2m)`));
+        recordIntact(env, before);
+      });
+    }
+
+    test('invalid_grant while the token is still valid: exit 3, the session is over', async () => {
       const h = await hostile();
       const env = await loggedIn(h);
-      const before = readRecord(env);
-      ageRecord(env, 120); // stale (under min_valid), not expired
-      h.set({ refresh: { kind: 'close' } });
+      ageRecord(env, 120);
+      h.set({ refresh: { kind: 'json', status: 400, body: { error: 'invalid_grant' } } });
       const r = await run([...T, 'token'], { env });
-      assert.equal(r.code, 0, r.stderr);
-      assert.equal(r.stdout, `${before.access_token}\n`);
-      assert.match(r.stderr, /^mlauth: warning: could not refresh \(cannot reach .*\); using the current token, valid for (1m|2m)/);
-      recordIntact(env, before);
+      assert.equal(r.code, 3, r.stderr);
+      assert.equal(r.stdout, '');
     });
 
     test('an error that echoes the refresh token does not repeat it', async () => {
