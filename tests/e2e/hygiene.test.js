@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import {
   chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync,
-  renameSync, statSync, symlinkSync, utimesSync, writeFileSync,
+  renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -559,6 +559,7 @@ describe('secret hygiene', { concurrency: 2 }, () => {
       const lockDir = join(w.env.XDG_RUNTIME_DIR, 'mlauth');
       mkdirSync(lockDir, { recursive: true, mode: 0o700 });
       const victim = join(tmpEnv().dir, 'victim');
+      rmSync(join(lockDir, 'default.lock'), { force: true }); // login's own, replaced
       symlinkSync(victim, join(lockDir, 'default.lock'));
       age(w, -10);
       const r = await run(['token'], { env: w.env });
