@@ -76,11 +76,27 @@ http_load_curl(struct ml_err *err)
 	return ML_OK;
 }
 
+/*
+ * The secrets a request sends (its bearer token, its form's secret fields),
+ * hidden from the trace wherever they appear: a provider may echo a refresh
+ * token back inside an error_description, under a key no list can foresee.
+ * Form values are matched as sent (URL-encoded), which is how tokens and
+ * device codes, made of URL-safe characters, also come back.
+ */
+#define HTTP_ECHO_MAX	8
+#define HTTP_ECHO_MIN	8	/* shorter values would hide ordinary words */
+struct http_echo {
+	const char *v[HTTP_ECHO_MAX];
+	size_t len[HTTP_ECHO_MAX];
+	size_t n;
+};
+
 /* A body being traced: buffered whole so a secret split over chunks is still redacted. */
 struct http_trace {
 	char *buf;
 	size_t len, cap, dropped;
 	const char *prefix;
+	const struct http_echo *echo;
 };
 
 struct http_xfer {
@@ -98,6 +114,7 @@ struct http_xfer {
 	curl_off_t last_dl;
 	struct timespec last_progress;
 	struct http_trace out, in;
+	struct http_echo echo;
 };
 
 static const char *const http_secret_keys[] = {
@@ -284,19 +301,94 @@ http_key_at(const char *s, size_t avail, const char *key, size_t *klen)
 	return true;
 }
 
+static bool
+http_is_secret_key(const char *k, size_t kl)
+{
+	for (size_t i = 0; http_secret_keys[i] != NULL; i++)
+		if (strlen(http_secret_keys[i]) == kl && memcmp(http_secret_keys[i], k, kl) == 0)
+			return true;
+	return false;
+}
+
+static void
+http_echo_add(struct http_echo *e, const char *v, size_t len)
+{
+	if (v != NULL && len >= HTTP_ECHO_MIN && e->n < HTTP_ECHO_MAX) {
+		e->v[e->n] = v;
+		e->len[e->n++] = len;
+	}
+}
+
+/* The request's secrets, borrowed from req: valid until http_perform returns. */
+static void
+http_echo_collect(const struct http_request *req, struct http_echo *e)
+{
+	const char *f, *end, *amp, *eq;
+
+	memset(e, 0, sizeof *e);
+	if (req->bearer != NULL)
+		http_echo_add(e, req->bearer, strlen(req->bearer));
+	if (req->body == NULL || req->content_type == NULL ||
+	    strcmp(req->content_type, "application/x-www-form-urlencoded") != 0)
+		return;
+	for (f = req->body, end = req->body + req->body_len; f < end; f = amp + 1) {
+		if ((amp = memchr(f, '&', (size_t)(end - f))) == NULL)
+			amp = end;
+		eq = memchr(f, '=', (size_t)(amp - f));
+		if (eq != NULL && http_is_secret_key(f, (size_t)(eq - f)))
+			http_echo_add(e, eq + 1, (size_t)(amp - eq - 1));
+	}
+}
+
+/* The length of the request secret that b starts with, or 0. */
+static size_t
+http_echo_at(const struct http_echo *e, const char *b, size_t avail)
+{
+	for (size_t k = 0; e != NULL && k < e->n; k++)
+		if (avail >= e->len[k] && memcmp(b, e->v[k], e->len[k]) == 0)
+			return e->len[k];
+	return 0;
+}
+
+/* Write s with every echo of a request secret replaced. */
+static void
+http_trace_scrubbed(const char *s, size_t n, const char *prefix, bool *bol,
+    const struct http_echo *e)
+{
+	size_t i = 0, start = 0, m;
+
+	while (i < n) {
+		if ((m = http_echo_at(e, s + i, n - i)) == 0) {
+			i++;
+			continue;
+		}
+		http_trace_write(s + start, i - start, prefix, bol);
+		http_trace_write("[redacted]", 10, prefix, bol);
+		i += m;
+		start = i;
+	}
+	http_trace_write(s + start, n - start, prefix, bol);
+}
+
 /*
  * Write body with the values of http_secret_keys replaced, for JSON
  * ("key": "value") and form (key=value&) bodies alike.  A value cut off by
  * the end of the buffer is redacted to the end.
  */
 static void
-http_trace_redacted(const char *b, size_t n, const char *prefix)
+http_trace_redacted(const char *b, size_t n, const char *prefix, const struct http_echo *e)
 {
 	bool bol = true;
-	size_t i = 0;
+	size_t i = 0, m;
 
 	while (i < n) {
 		bool matched = false;
+
+		if ((m = http_echo_at(e, b + i, n - i)) > 0) {
+			http_trace_write("[redacted]", 10, prefix, &bol);
+			i += m;
+			continue;
+		}
 
 		for (size_t k = 0; http_secret_keys[k] != NULL && !matched; k++) {
 			const char *key = http_secret_keys[k];
@@ -346,7 +438,7 @@ static void
 http_trace_flush(struct http_trace *t)
 {
 	if (t->len > 0)
-		http_trace_redacted(t->buf, t->len, t->prefix);
+		http_trace_redacted(t->buf, t->len, t->prefix, t->echo);
 	if (t->dropped > 0)
 		fprintf(stderr, "%s[%zu more bytes not shown]\n", t->prefix, t->dropped);
 	if (t->buf != NULL)
@@ -387,7 +479,7 @@ http_trace_add(struct http_trace *t, const char *data, size_t size)
 
 /* Header lines, one per line, with credentials' values hidden. */
 static void
-http_trace_headers(const char *data, size_t size, const char *prefix)
+http_trace_headers(const char *data, size_t size, const char *prefix, const struct http_echo *e)
 {
 	const char *line = data, *end = data + size;
 	bool bol = true;
@@ -410,7 +502,7 @@ http_trace_headers(const char *data, size_t size, const char *prefix)
 				http_trace_write(line, (size_t)(colon - line) + 1, prefix, &bol);
 				http_trace_write(" [redacted]\n", 12, prefix, &bol);
 			} else {
-				http_trace_write(line, len, prefix, &bol);
+				http_trace_scrubbed(line, len, prefix, &bol, e);
 				http_trace_write("\n", 1, prefix, &bol);
 			}
 		}
@@ -426,16 +518,16 @@ http_debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *arg)
 
 	switch (type) {
 	case CURLINFO_TEXT:
-		http_trace_write(data, size, "* ", &bol);
+		http_trace_scrubbed(data, size, "* ", &bol, &x->echo);
 		if (!bol)
 			putc('\n', stderr);
 		break;
 	case CURLINFO_HEADER_OUT:
-		http_trace_headers(data, size, "> ");
+		http_trace_headers(data, size, "> ", &x->echo);
 		break;
 	case CURLINFO_HEADER_IN:
 		http_trace_flush(&x->out);
-		http_trace_headers(data, size, "< ");
+		http_trace_headers(data, size, "< ", &x->echo);
 		break;
 	case CURLINFO_DATA_OUT:
 		http_trace_add(&x->out, data, size);
@@ -901,6 +993,8 @@ http_perform(const struct http_opts *o, const struct http_request *req,
 	if (capath != NULL)
 		HTTP_SETOPT(x.curl, CURLOPT_CAPATH, capath);
 	if (o->verbose >= 2) {
+		http_echo_collect(req, &x.echo);
+		x.out.echo = x.in.echo = &x.echo;
 		HTTP_SETOPT(x.curl, CURLOPT_DEBUGFUNCTION, http_debug_cb);
 		HTTP_SETOPT(x.curl, CURLOPT_DEBUGDATA, &x);
 		HTTP_SETOPT(x.curl, CURLOPT_VERBOSE, 1L);

@@ -254,6 +254,11 @@ describe('hostile servers', { concurrency: 2 }, () => {
       const r = await send(env, ['hi']);
       failsClearly(r, 5, /^mlauth: HTTP 400: /, h);
       assert.ok(!r.stderr.includes(at), 'the token is not quoted back');
+      // Nor by the -vv trace, where it comes back under a key no list of names foresees.
+      const v = await run(['-vv', 'send', '--retries', '0', 'hi'], { env });
+      assert.equal(v.code, 5);
+      assert.match(v.stderr, /^< \{"detail":"invalid token \[redacted\]"\}$/m);
+      assert.ok(!v.stderr.includes(at), 'the -vv trace quotes the token back');
     });
   });
 
@@ -524,6 +529,11 @@ describe('hostile servers', { concurrency: 2 }, () => {
       const r = await run([...T, 'token'], { env });
       failsClearly(r, 1, /the token endpoint refused: invalid_request \(refresh token .*\[redacted\].* malformed\)$/, h);
       assert.ok(!r.stderr.includes(rt));
+      const v = await run(['-vv', ...T, 'token'], { env });
+      assert.equal(v.code, 1);
+      assert.match(v.stderr, /^< .*"error_description":"refresh token \[redacted\] malformed"/m);
+      assert.match(v.stderr, /^> .*refresh_token=\[redacted\]/m);
+      assert.ok(!v.stderr.includes(rt), 'the -vv trace quotes the refresh token back');
     });
 
     test('a token endpoint that moved (404) is found again through discovery: one good refresh', async () => {
