@@ -227,6 +227,8 @@ attempt(struct send *s, const struct http_opts *ho, const char *url, const char 
 			return err_set(err, ML_EFAIL, "out of memory");
 		hr.on_chunk = on_chunk;
 		hr.chunk_arg = s;
+		/* A server that answers with one JSON message instead is read as such. */
+		hr.stream_type = "text/event-stream";
 	}
 	rc = http_perform(ho, &hr, resp, err);
 	if (s->req.stream && s->stream_err.code != ML_OK && rc != ML_OK && rc != ML_EINTR)
@@ -330,8 +332,8 @@ converse(struct send *s, struct ml_err *err)
 			err_prefix(err, "the answer was cut off before it ended");
 			goto out;
 		}
-		/* Only a failed connection is worth another try. */
-		if (rc != ML_OK && rc != ML_ENET)
+		/* Only a failed connection is worth another try: not an answer too large. */
+		if (rc != ML_OK && (rc != ML_ENET || resp.too_large))
 			goto out;
 		if (rc == ML_OK && resp.status >= 200 && resp.status < 300) {
 			rc = s->req.stream && resp.body == NULL ? finish_stream(s, &resp, err) :

@@ -579,6 +579,17 @@ http_body_reserve(struct http_xfer *x, size_t need)
 	return 0;
 }
 
+/* Whether the Content-Type value ct names the media type want. */
+static bool
+http_type_is(const char *ct, const char *want)
+{
+	size_t n = strlen(want);
+
+	if (ct == NULL || strncasecmp(ct, want, n) != 0)
+		return false;
+	return ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ' || ct[n] == '\t';
+}
+
 static size_t
 http_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 {
@@ -591,7 +602,9 @@ http_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 
 		if (lc.easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
 			status = 0;
-		x->stream = x->req->on_chunk != NULL && status >= 200 && status < 300;
+		x->stream = x->req->on_chunk != NULL && status >= 200 && status < 300 &&
+		    (x->req->stream_type == NULL ||
+		    http_type_is(r->content_type, x->req->stream_type));
 		x->decided = true;
 	}
 	if (x->stream) {
@@ -1015,7 +1028,7 @@ http_perform(const struct http_opts *o, const struct http_request *req,
 			rc = err_set(err, x.chunk_rc, "reading the answer from %s stopped", origin);
 		else if (x.oom)
 			rc = err_set(err, ML_EFAIL, "out of memory reading the answer from %s", origin);
-		else if (x.too_large || cc == CURLE_FILESIZE_EXCEEDED)
+		else if ((resp->too_large = x.too_large || cc == CURLE_FILESIZE_EXCEEDED))
 			rc = err_set(err, ML_ENET, "response from %s too large (over %d MiB)",
 			    origin, (x.stream ? HTTP_MAX_STREAM : HTTP_MAX_BODY) / (1024 * 1024));
 		else if (x.headers_too_large)

@@ -3,6 +3,7 @@
 #define MLAUTH_HTTP_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -47,6 +48,13 @@ struct http_request {
 	 */
 	http_chunk_fn on_chunk;
 	void *chunk_arg;
+	/*
+	 * With on_chunk: stream only a 2xx answer of this media type (say
+	 * "text/event-stream"; parameters and case ignored), and collect any
+	 * other like an error, so a server that ignores the request to stream
+	 * can still be read.  NULL: stream every 2xx answer.
+	 */
+	const char *stream_type;
 };
 
 struct http_response {
@@ -57,6 +65,7 @@ struct http_response {
 	char *request_id;	/* request-id / x-request-id header, or NULL */
 	long retry_after;	/* seconds from Retry-After (capped at a day), -1 when absent */
 	time_t date;		/* Date header, 0 when absent */
+	bool too_large;		/* refused for its size: asking again would not help */
 };
 
 /* Once per process, before any thread starts. */
