@@ -19,6 +19,7 @@
 
 #include "mlauth/http.h"
 #include "mlauth/messages.h"
+#include "mlauth/util.h"
 
 #define MSG_MAX_BODY		HTTP_MAX_BODY
 #define MSG_WHAT_MAX		400	/* the server's words in an error line, before the hint */
@@ -189,42 +190,15 @@ msg_space(char c)
 }
 
 /*
- * Parse buf into *root (a new reference), any JSON value.  The error says
- * what was wrong without quoting the input (jansson's own text quotes it).
+ * Parse buf into *root (a new reference), any JSON value.  ALLOW_NUL: a
+ * "\u0000" in a model's text is odd, not a reason to lose the answer.
  */
 static int
 msg_json_load(const char *buf, size_t len, const char *what, json_t **root,
     struct ml_err *err)
 {
-	json_error_t je;
-	size_t i = 0;
-
-	*root = NULL;
-	while (buf != NULL && i < len && msg_space(buf[i]))
-		i++;
-	if (buf == NULL || i == len)
-		return err_set(err, ML_EAPI, "%s is empty", what);
-	if (len > MSG_MAX_BODY)
-		return err_set(err, ML_EAPI, "%s is too large (%zu bytes)", what, len);
-	if (buf[i] == '<')
-		return err_set(err, ML_EAPI, "%s is an HTML page, not JSON", what);
-	/* ALLOW_NUL: a "\u0000" in a model's text is odd, not a reason to lose the answer. */
-	*root = json_loadb(buf, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
-	if (*root != NULL)
-		return ML_OK;
-	switch (json_error_code(&je)) {
-	case json_error_stack_overflow:
-		return err_set(err, ML_EAPI, "%s is nested too deeply", what);
-	case json_error_premature_end_of_input:
-		return err_set(err, ML_EAPI, "%s is truncated", what);
-	case json_error_invalid_utf8:
-		return err_set(err, ML_EAPI, "%s is not valid UTF-8", what);
-	case json_error_out_of_memory:
-		return err_set(err, ML_EFAIL, "out of memory reading %s", what);
-	default:
-		return err_set(err, ML_EAPI, "%s is not valid JSON (at byte %d)", what,
-		    je.position);
-	}
+	return util_json_load(buf, len, MSG_MAX_BODY, JSON_DECODE_ANY | JSON_ALLOW_NUL, ML_EAPI,
+	    what, root, err);
 }
 
 /* A non-negative integer member as a long, or -1 when absent or of another type. */

@@ -18,6 +18,7 @@
 #include "mlauth/http.h"
 #include "mlauth/oidc.h"
 #include "mlauth/secret.h"
+#include "mlauth/util.h"
 
 #define OIDC_WELL_KNOWN		"/.well-known/openid-configuration"
 #define OIDC_FORM		"application/x-www-form-urlencoded"
@@ -137,36 +138,12 @@ static int
 oidc_json_load(const char *buf, size_t len, const char *what, json_t **root,
     struct ml_err *err)
 {
-	json_error_t je;
-	size_t i = 0;
+	int rc;
 
-	*root = NULL;
-	if (len > HTTP_MAX_BODY)
-		return err_set(err, ML_EFAIL, "%s is too large (%zu bytes)", what, len);
-	while (buf != NULL && i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r' ||
-	    buf[i] == '\n'))
-		i++;
-	if (buf == NULL || i == len)
-		return err_set(err, ML_EFAIL, "%s is empty", what);
-	if (buf[i] == '<')
-		return err_set(err, ML_EFAIL, "%s is an HTML page, not JSON", what);
 	/* DECODE_ANY: a bare scalar is then "not a JSON object", not a syntax error. */
-	*root = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
-	if (*root == NULL) {
-		switch (json_error_code(&je)) {
-		case json_error_stack_overflow:
-			return err_set(err, ML_EFAIL, "%s is nested too deeply", what);
-		case json_error_premature_end_of_input:
-			return err_set(err, ML_EFAIL, "%s is truncated", what);
-		case json_error_duplicate_key:
-			return err_set(err, ML_EFAIL, "%s names a member twice", what);
-		case json_error_out_of_memory:
-			return err_set(err, ML_EFAIL, "out of memory reading %s", what);
-		default:
-			return err_set(err, ML_EFAIL, "%s is not valid JSON (at byte %d)", what,
-			    je.position);
-		}
-	}
+	if ((rc = util_json_load(buf, len, HTTP_MAX_BODY, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
+	    ML_EFAIL, what, root, err)) != ML_OK)
+		return rc;
 	if (!json_is_object(*root)) {
 		json_decref(*root);
 		*root = NULL;

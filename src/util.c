@@ -2,6 +2,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "mlauth/util.h"
 
 /* Optimal string alignment distance, capped: only small distances matter here. */
@@ -93,4 +95,39 @@ int64_t
 util_now(void)
 {
 	return (int64_t)time(NULL);
+}
+
+int
+util_json_load(const char *buf, size_t len, size_t max, size_t flags, int code,
+    const char *what, json_t **root, struct ml_err *err)
+{
+	json_error_t je;
+	size_t i = 0;
+
+	*root = NULL;
+	if (len > max)
+		return err_set(err, code, "%s is too large (%zu bytes)", what, len);
+	while (buf != NULL && i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r' ||
+	    buf[i] == '\n'))
+		i++;
+	if (buf == NULL || i == len)
+		return err_set(err, code, "%s is empty", what);
+	if (buf[i] == '<')
+		return err_set(err, code, "%s is an HTML page, not JSON", what);
+	if ((*root = json_loadb(buf, len, flags, &je)) != NULL)
+		return ML_OK;
+	switch (json_error_code(&je)) {
+	case json_error_stack_overflow:
+		return err_set(err, code, "%s is nested too deeply", what);
+	case json_error_premature_end_of_input:
+		return err_set(err, code, "%s is truncated", what);
+	case json_error_invalid_utf8:
+		return err_set(err, code, "%s is not valid UTF-8", what);
+	case json_error_duplicate_key:
+		return err_set(err, code, "%s names a member twice", what);
+	case json_error_out_of_memory:
+		return err_set(err, ML_EFAIL, "out of memory reading %s", what);
+	default:
+		return err_set(err, code, "%s is not valid JSON (at byte %d)", what, je.position);
+	}
 }

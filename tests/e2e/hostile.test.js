@@ -315,7 +315,7 @@ describe('hostile servers', { concurrency: 2 }, () => {
       const h = await hostile();
       // "issuer": "<0xff 0xfe>" — not UTF-8.
       h.set({ discovery: { kind: 'raw', body: Buffer.from([...Buffer.from('{"issuer":"'), 0xff, 0xfe, ...Buffer.from('"}')]) } });
-      failsClearly(await login(homeFor(h)), 1, /discovery at .* is not valid JSON/, h);
+      failsClearly(await login(homeFor(h)), 1, /discovery at .* is not valid UTF-8$/, h);
     });
 
     test('an HTML page (a captive portal) is named as such: exit 1', async () => {
@@ -466,7 +466,7 @@ describe('hostile servers', { concurrency: 2 }, () => {
       ['a hang-up', { kind: 'close' }, 4, /cannot reach http:\/\/127\.0\.0\.1:\d+: /],
       ['a stall mid-body', { kind: 'stall', prefix: '{"access_token":"eyJ' }, 4, /Operation timed out after \d+ milliseconds|stopped sending its answer/],
       ['deep nesting', { kind: 'nested' }, 1, /the token answer is nested too deeply$/],
-      ['invalid UTF-8', { kind: 'raw', body: Buffer.from([0x7b, 0x22, 0xc3, 0x28, 0x22, 0x3a, 0x31, 0x7d]) }, 1, /the token answer is not valid JSON/],
+      ['invalid UTF-8', { kind: 'raw', body: Buffer.from([0x7b, 0x22, 0xc3, 0x28, 0x22, 0x3a, 0x31, 0x7d]) }, 1, /the token answer is not valid UTF-8$/],
       ['an HTML page', { kind: 'raw', contentType: 'text/html', body: '<html>login</html>' }, 1, /the token answer is an HTML page, not JSON$/],
       ['a redirect', { kind: 'redirect', location: 'http://127.0.0.2:9/token' }, 4, /answered with a redirect \(HTTP 302\)/],
       ['no access_token', { kind: 'good', patch: { access_token: null } }, 1, /no access_token$/],
