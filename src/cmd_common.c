@@ -179,23 +179,20 @@ cmd_fresh_token(const struct cmd_ctx *ctx, const struct token_opts *o,
 {
 	struct store st;
 	struct ml_err err;
+	bool st_open = false;
 	int status;
 
-	/* A fresh token in the kernel cache needs no store, and no D-Bus round trip. */
-	if (token_cached(&ctx->cfg, o, res))
-		return ML_OK;
 	err_clear(&err);
-	if (store_open(&ctx->cfg, &st, &err) != ML_OK)
-		return cmd_fail(ctx, &err);
-	status = token_get_fresh(&ctx->cfg, ctx->verbose, &st, o, res, &err);
+	status = token_get(&ctx->cfg, ctx->verbose, &st, &st_open, o, res, &err);
 	if (status != ML_OK) {
 		status = cmd_fail(ctx, &err);
 	} else {
-		if (res->refreshed && st.fell_back)
+		if (st_open && res->refreshed && st.fell_back)
 			cmd_warn(ctx, "%s; session kept in %s", st.reason, store_describe(&st));
 		if (res->warning[0] != '\0')
 			cmd_warn(ctx, "%s", res->warning);
 	}
-	store_close(&st);
+	if (st_open)
+		store_close(&st);
 	return status;
 }

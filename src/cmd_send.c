@@ -266,23 +266,6 @@ jitter_seed(void)
 	return r;
 }
 
-/* A token for to: the kernel cache's, or the store's (refreshed if need be). */
-static int
-fresh_token(struct send *s, const struct token_opts *to, struct token_result *tr,
-    struct ml_err *err)
-{
-	int rc;
-
-	if (token_cached(&s->ctx->cfg, to, tr))
-		return ML_OK;
-	if (!s->st_open) {
-		if ((rc = store_open(&s->ctx->cfg, &s->st, err)) != ML_OK)
-			return rc;
-		s->st_open = true;
-	}
-	return token_get_fresh(&s->ctx->cfg, s->ctx->verbose, &s->st, to, tr, err);
-}
-
 static int
 converse(struct send *s, struct ml_err *err)
 {
@@ -305,7 +288,8 @@ converse(struct send *s, struct ml_err *err)
 	 */
 	if (ho.timeout < SEND_TIMEOUT)
 		ho.timeout = SEND_TIMEOUT;
-	if ((rc = fresh_token(s, &to, &tr, err)) != ML_OK)
+	if ((rc = token_get(&s->ctx->cfg, s->ctx->verbose, &s->st, &s->st_open, &to, &tr,
+	    err)) != ML_OK)
 		goto out;
 	if (tr.warning[0] != '\0')
 		cmd_warn(s->ctx, "%s", tr.warning);
@@ -345,7 +329,8 @@ converse(struct send *s, struct ml_err *err)
 			refreshed_after_401 = true;
 			to.rejected = token;
 			token_result_free(&tr);
-			rc = fresh_token(s, &to, &tr, err);
+			rc = token_get(&s->ctx->cfg, s->ctx->verbose, &s->st, &s->st_open, &to,
+			    &tr, err);
 			to.rejected = NULL;
 			if (rc != ML_OK)
 				goto out;

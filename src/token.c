@@ -304,6 +304,23 @@ token_cached(const struct config *cfg, const struct token_opts *o, struct token_
 	return true;
 }
 
+int
+token_get(const struct config *cfg, int verbose, struct store *st, bool *st_open,
+    const struct token_opts *o, struct token_result *res, struct ml_err *err)
+{
+	int rc;
+
+	/* A fresh token in the kernel cache needs no store, and no D-Bus round trip. */
+	if (token_cached(cfg, o, res))
+		return ML_OK;
+	if (!*st_open) {
+		if ((rc = store_open(cfg, st, err)) != ML_OK)
+			return rc;
+		*st_open = true;
+	}
+	return token_get_fresh(cfg, verbose, st, o, res, err);
+}
+
 void
 token_result_free(struct token_result *res)
 {

@@ -62,6 +62,13 @@ void token_result_free(struct token_result *res);
 bool token_cached(const struct config *cfg, const struct token_opts *o,
     struct token_result *res);
 
+/*
+ * token_cached, else token_get_fresh from *st, opening it first unless
+ * *st_open (the store then stays open for the caller to reuse and close).
+ */
+int token_get(const struct config *cfg, int verbose, struct store *st, bool *st_open,
+    const struct token_opts *o, struct token_result *res, struct ml_err *err);
+
 /* Put r's access token into the kernel-keyring cache (cache.h), quietly. */
 void token_cache(const struct config *cfg, const struct record *r);
 
