@@ -17,6 +17,9 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # and GIO, ~1.3 ms) when a run uses the keyring.  A token served from the kernel cache
 # and a `send` with a cached token need neither.
 PKG_LIBS   := $(shell pkg-config --libs glib-2.0 jansson libkeyutils libqrencode 2>/dev/null)
+# The helper, like the front, takes the small jansson and libkeyutils in statically.
+HELPER_LIBS := $(shell pkg-config --libs glib-2.0 libqrencode 2>/dev/null) \
+               -Wl,-Bstatic -ljansson -lkeyutils -Wl,-Bdynamic
 SECRET_LIBS := $(shell pkg-config --libs libsecret-1 gio-2.0 glib-2.0 2>/dev/null)
 # The front binary serves cached tokens: only what starts in well under a millisecond.
 # GLib (for GKeyFile), jansson and libkeyutils are linked in statically: no symbol
@@ -62,7 +65,7 @@ $(BIN): $(FRONT_OBJ)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(FRONT_OBJ) $(FRONT_LIBS)
 
 $(HELPER): $(CMD_OBJ) $(B)/libmlauth.a
-	$(CC) $(ALL_LDFLAGS) -o $@ $(CMD_OBJ) $(B)/libmlauth.a $(PKG_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(CMD_OBJ) $(B)/libmlauth.a $(HELPER_LIBS)
 
 $(SECRET_MOD): $(SECRET_MOD_OBJ)
 	$(CC) -shared -Wl,-z,relro,-z,now$(if $(SAN),,$(comma)-z$(comma)defs) $(SAN) $(LDFLAGS) \
