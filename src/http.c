@@ -59,20 +59,22 @@ static bool http_initialised;
 static int
 http_load_curl(struct ml_err *err)
 {
-	void *sym;
+	void *h, *sym;
 
 	if (lc.lib != NULL)
 		return ML_OK;
-	if ((lc.lib = dlopen(HTTP_LIBCURL, RTLD_LAZY | RTLD_LOCAL)) == NULL)
+	if ((h = dlopen(HTTP_LIBCURL, RTLD_LAZY | RTLD_LOCAL)) == NULL)
 		return err_set(err, ML_EFAIL, "cannot load libcurl (%s): %s; install it "
 		    "(Debian: apt install libcurl4)", HTTP_LIBCURL, dlerror());
+	/* lc.lib is set last: a table with a gap must not pass for a loaded one. */
 #define X(f)								\
-	if ((sym = dlsym(lc.lib, "curl_" #f)) == NULL)			\
+	if ((sym = dlsym(h, "curl_" #f)) == NULL)			\
 		return err_set(err, ML_EFAIL, "%s has no curl_%s: too old a libcurl", \
 		    HTTP_LIBCURL, #f);					\
 	lc.f = (__typeof__(lc.f))sym;
 	HTTP_CURL_FUNCS(X)
 #undef X
+	lc.lib = h;
 	return ML_OK;
 }
 
