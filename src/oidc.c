@@ -22,7 +22,6 @@
 
 #define OIDC_WELL_KNOWN		"/.well-known/openid-configuration"
 #define OIDC_FORM		"application/x-www-form-urlencoded"
-#define OIDC_MAX_LIFETIME	(365L * 24 * 3600)	/* a year: anything longer is nonsense */
 #define OIDC_DEVICE_EXPIRES	600L
 #define OIDC_INTERVAL		5L
 #define OIDC_INTERVAL_MIN	1L

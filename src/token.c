@@ -89,16 +89,21 @@ token_store_answer(const struct config *cfg, struct store *st,
 		return err_set(err, ML_EFAIL, "the provider's access token is unusable (%s)",
 		    err->msg);
 	}
+	/* exp and iat are the provider's word too: bounded as expires_in is (oidc.c). */
 	if (t->expires_in > 0)
 		out->expires_at = now + t->expires_in;
 	else if (claims.exp > 0 && claims.iat > 0 && claims.exp > claims.iat)
-		out->expires_at = now + (claims.exp - claims.iat);	/* skew-proof */
+		out->expires_at = claims.exp - claims.iat <= OIDC_MAX_LIFETIME ?
+		    now + (claims.exp - claims.iat) : -1;	/* skew-proof */
 	else if (claims.exp > now)
-		out->expires_at = claims.exp;
+		out->expires_at = claims.exp - now <= OIDC_MAX_LIFETIME ? claims.exp : -1;
 	jwt_claims_free(&claims);
 	if (out->expires_at == 0)
 		return err_set(err, ML_EFAIL, "the provider's token answer says nothing about "
 		    "when the token expires");
+	if (out->expires_at < 0)
+		return err_set(err, ML_EFAIL, "the provider's access token claims a lifetime of "
+		    "more than a year (exp - iat)");
 
 	out->obtained_at = now;
 	out->refresh_expires_at = t->refresh_expires_in > 0 ? now + t->refresh_expires_in : 0;

@@ -8,6 +8,8 @@
 #include "mlauth/err.h"
 #include "mlauth/http.h"
 
+#define OIDC_MAX_LIFETIME	(365L * 24 * 3600)	/* a year: anything longer is nonsense */
+
 /*
  * Every function below that fills a struct zeroes it first; free it with its
  * *_free function (which wipes the secrets), even after a failure.  Error
