@@ -1062,7 +1062,8 @@ out:
 		lc.easy_cleanup(x.curl);
 	for (struct curl_slist *t = headers; t != NULL; t = t->next)
 		secret_wipe(t->data, strlen(t->data));
-	lc.slist_free_all(headers);
+	if (headers != NULL)	/* an early exit may come before libcurl is loaded */
+		lc.slist_free_all(headers);
 	http_trace_free(&x.out);
 	http_trace_free(&x.in);
 	return rc;

@@ -28,6 +28,22 @@ static char srv_base[64];	/* http://127.0.0.1:PORT */
 
 /* ---- no network ---- */
 
+/* Run before http_global_init: a request refused up front must not touch libcurl. */
+static void
+early_exit_before_libcurl(void **state)
+{
+	struct http_request req = { .url = "http://127.0.0.1:9/", .method = "PUT" };
+	struct http_response resp;
+	struct ml_err err;
+
+	assert_int_equal(http_perform(NULL, NULL, &resp, &err), ML_EFAIL);
+	msg_has(err.msg, "missing request");
+	http_response_free(&resp);
+	assert_int_equal(http_perform(NULL, &req, &resp, &err), ML_EFAIL);
+	msg_has(err.msg, "unsupported HTTP method PUT");
+	http_response_free(&resp);
+}
+
 static void
 form_add_escapes(void **state)
 {
@@ -776,8 +792,13 @@ main(void)
 		cmocka_unit_test_setup_teardown(trace_redacted, srv_start, srv_stop),
 		cmocka_unit_test_setup_teardown(oidc_over_loopback, srv_start, srv_stop),
 	};
+	const struct CMUnitTest early[] = {
+		cmocka_unit_test(early_exit_before_libcurl),
+	};
 	int rc;
 
+	if (cmocka_run_group_tests_name("before libcurl is loaded", early, NULL, NULL) != 0)
+		return 1;
 	if (http_global_init(NULL) != ML_OK)
 		return 1;
 	/* Proxy settings of the caller's shell must not send 127.0.0.1 elsewhere. */
