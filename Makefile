@@ -75,6 +75,14 @@ $(B)/pic/%.o: src/%.c $(wildcard include/mlauth/*.h) | $(B)/pic
 	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
 
 $(B)/front.o: ALL_CFLAGS += -DMLAUTH_LIBEXECDIR='"$(LIBEXECDIR)"'
+# front.o has LIBEXECDIR compiled in.  $(B)/paths holds the paths of the last build and is
+# rewritten only when they change, so `make install PREFIX=/usr` after a plain `make`
+# rebuilds the front for /usr, and an unchanged prefix rebuilds nothing (make -q stays 0).
+PATHS_STAMP := $(B)/paths
+ifneq ($(file <$(PATHS_STAMP)),LIBEXECDIR=$(LIBEXECDIR))
+$(shell mkdir -p '$(B)' && printf '%s\n' 'LIBEXECDIR=$(LIBEXECDIR)' >'$(PATHS_STAMP)')
+endif
+$(B)/front.o: $(PATHS_STAMP)
 
 $(B)/libmlauth.a: $(LIB_OBJ)
 	@rm -f $@

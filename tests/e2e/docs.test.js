@@ -11,9 +11,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import {
-  chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync,
+  chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync,
+  statSync, utimesSync, writeFileSync,
 } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { after, test } from 'node:test';
 import { REPO, run, stopAll, tmpEnv } from './rig.js';
 
@@ -312,18 +313,35 @@ function filesUnder(dir, prefix = '') {
 
 const mode = (p) => statSync(p).mode & 0o7777;
 
+/** A variable of the Makefile as this run's make sees it (B, BIN, ...). */
+async function makeVar(name) {
+  const r = await make(['--no-print-directory', '--eval', `mlauth-print-var: ; @echo $(${name})`, 'mlauth-print-var']);
+  assert.equal(r.code, 0, report(r));
+  return r.stdout.trim();
+}
+
 test('make install puts every file in place; the installed mlauth runs its libexec helper; uninstall removes them',
   { timeout: 900_000 }, async () => {
     const { home, env } = cleanEnv();
     const dest = join(home.dir, 'destdir');
-    const vars = [`DESTDIR=${dest}`, 'PREFIX=/usr'];
 
-    // Bring the build up to date with its usual flags first, so that install cannot rebuild
-    // anything (it would compile the front with PREFIX=/usr's libexec directory).
+    // Bring the build up to date with its usual flags first, then copy its tree (times
+    // kept): installing for another prefix rebuilds the front, and must do so in the copy,
+    // not under the tests that run the tree's binaries meanwhile.
     let r = await make(['all']);
     assert.equal(r.code, 0, report(r));
-    r = await make(['-q', 'all']);
+    const tree = join(home.dir, 'tree');
+    const treeVars = [`B=${tree}`, `BIN=${tree}/mlauth`];
+    cpSync(resolve(REPO, await makeVar('B')), tree, { recursive: true, preserveTimestamps: true });
+    for (const v of ['BIN', 'HELPER', 'SECRET_MOD']) {
+      const from = resolve(REPO, await makeVar(v));
+      copyFileSync(from, join(tree, basename(from)));
+      const { atime, mtime } = statSync(from);
+      utimesSync(join(tree, basename(from)), atime, mtime);
+    }
+    r = await make(['-q', 'all', ...treeVars]);
     assert.equal(r.code, 0, `the build is not up to date after make all\n${report(r)}`);
+    const vars = [...treeVars, `DESTDIR=${dest}`, 'PREFIX=/usr'];
 
     // Which binaries install copies: from its own dry run.
     r = await make(['-n', 'install', ...vars]);
@@ -342,8 +360,15 @@ test('make install puts every file in place; the installed mlauth runs its libex
 
     r = await make(['install', ...vars]);
     assert.equal(r.code, 0, report(r));
-    assert.equal(statSync(built.bin).mtimeMs, before.bin, 'make install rebuilt mlauth');
+    // The front has the helper's directory compiled in: built for /usr/local by the plain
+    // make, rebuilt for /usr by this install.  Nothing else depends on the prefix.
+    assert.notEqual(statSync(built.bin).mtimeMs, before.bin, 'make install PREFIX=/usr kept the front built for another prefix');
     assert.equal(statSync(built.helper).mtimeMs, before.helper, 'make install rebuilt mlauth-helper');
+    const front = readFileSync(built.bin);
+    assert.ok(front.includes('/usr/libexec\0'), 'the front looks for its helper under /usr/libexec');
+    assert.ok(!front.includes('/usr/local/libexec'), 'no trace of the default prefix left in the front');
+    r = await make(['-q', 'all', ...vars]);
+    assert.equal(r.code, 0, `the same prefix again rebuilds nothing\n${report(r)}`);
 
     const installed = {
       'usr/bin/mlauth': { mode: 0o755, from: built.bin },
@@ -398,7 +423,7 @@ test('make install puts every file in place; the installed mlauth runs its libex
       r = await exec(mlauth, ['config', 'issuer'], { cwd: home.dir, env: runEnv });
       assert.equal(r.code, 1, report(r));
       assert.equal(r.stdout, '');
-      assert.match(r.stderr, /^mlauth: cannot run .*mlauth-helper/);
+      assert.match(r.stderr, /^mlauth: cannot run \/usr\/libexec\/mlauth\/mlauth-helper: /);
       chmodSync(join(dest, 'usr/libexec/mlauth/mlauth-helper'), 0o755);
     }
 
