@@ -170,7 +170,7 @@ print_qr(const struct cmd_ctx *ctx, const char *url)
 	char *qr;
 
 	err_clear(&err);
-	if (term_qr(url, &qr, &err) != ML_OK) {
+	if (term_qr(url, ctx->color, &qr, &err) != ML_OK) {
 		cmd_warn(ctx, "%s", err.msg);
 		return;
 	}

@@ -10,7 +10,12 @@
 
 #include "mlauth/term.h"
 
-#define QR_QUIET 2		/* light modules around the symbol */
+#define QR_QUIET 4		/* light modules around the symbol: ISO/IEC 18004's minimum */
+/*
+ * Light modules white (231), dark ones black (16), from the 256-colour cube,
+ * which themes leave alone: a code that reads on light and dark themes alike.
+ */
+#define QR_COLORS "\033[38;5;231;48;5;16m"
 
 bool
 term_live(int fd)
@@ -44,7 +49,7 @@ qr_light(const QRcode *q, int x, int y)
 }
 
 int
-term_qr(const char *text, char **out, struct ml_err *err)
+term_qr(const char *text, bool color, char **out, struct ml_err *err)
 {
 	/* Indexed by (top light) << 1 | (bottom light). */
 	static const char *const cell[4] = { " ", "\u2584", "\u2580", "\u2588" };
@@ -61,14 +66,16 @@ term_qr(const char *text, char **out, struct ml_err *err)
 		    "libqrencode failed");
 	side = q->width + 2 * QR_QUIET;
 	lines = (side + 1) / 2;
-	/* Each cell is at most 3 bytes of UTF-8; one newline per line and the NUL. */
-	size = (size_t)lines * ((size_t)side * 3 + 1) + 1;
+	/* Each cell is at most 3 bytes of UTF-8; the colours, a newline per line, the NUL. */
+	size = (size_t)lines * ((size_t)side * 3 + sizeof QR_COLORS + sizeof TERM_RESET) + 1;
 	if ((buf = malloc(size)) == NULL) {
 		QRcode_free(q);
 		return err_set(err, ML_EFAIL, "out of memory");
 	}
 	p = buf;
 	for (int y = -QR_QUIET; y < q->width + QR_QUIET; y += 2) {
+		if (color)
+			p = stpcpy(p, QR_COLORS);
 		for (int x = -QR_QUIET; x < q->width + QR_QUIET; x++) {
 			const char *c = cell[qr_light(q, x, y) << 1 | qr_light(q, x, y + 1)];
 			size_t n = strlen(c);
@@ -76,6 +83,9 @@ term_qr(const char *text, char **out, struct ml_err *err)
 			memcpy(p, c, n);
 			p += n;
 		}
+		/* Reset before the newline: a background colour must not fill the next line. */
+		if (color)
+			p = stpcpy(p, TERM_RESET);
 		*p++ = '\n';
 	}
 	*p = '\0';

@@ -24,14 +24,16 @@ bool term_live(int fd);
 int term_columns(int fd);
 
 /*
- * `text` as a QR code (error correction L, a quiet zone of 2 modules) drawn
- * with Unicode half blocks: two module rows per line, light modules as
- * foreground (U+2580 ▀, U+2584 ▄, U+2588 █), dark ones as spaces, so it reads
- * on the usual light-on-dark terminal.  Every line ends in '\n'.  On success
- * *out is a new string the caller frees; on failure *out is NULL and err says
- * why (text too long for a QR code, out of memory).
+ * `text` as a QR code (error correction L, the standard's quiet zone of 4
+ * modules) drawn with Unicode half blocks: two module rows per line, light
+ * modules as foreground (U+2580 ▀, U+2584 ▄, U+2588 █), dark ones as spaces.
+ * With color, every line sets white on black (256-colour cube, which themes
+ * leave alone) and resets before its '\n', so the code is dark-on-light on
+ * any terminal; without, it reads on the usual light-on-dark terminal only.
+ * On success *out is a new string the caller frees; on failure *out is NULL
+ * and err says why (text too long for a QR code, out of memory).
  */
-int term_qr(const char *text, char **out, struct ml_err *err);
+int term_qr(const char *text, bool color, char **out, struct ml_err *err);
 
 /* The spinner's frame for `tick` (any number; it wraps): a static ASCII string. */
 const char *term_spinner(unsigned long tick);

@@ -7,7 +7,7 @@
 // execs it with exactly the test's environment; the screen is read with capture-pane.
 // Each server is stopped with kill-server on its own socket, and by its PID as a safety net.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -165,7 +165,7 @@ function checkQr(block) {
   // A quiet zone of light modules, then a symbol of 17 + 4v modules.
   let q = 0;
   while (light.every((row, y) => y >= side || row[q]) && q < side) q++;
-  assert.ok(q >= 2, `a quiet zone (${q} modules)`);
+  assert.ok(q >= 4, `a quiet zone of at least 4 modules (${q})`);
   const w = side - 2 * q;
   assert.ok(w >= 21 && (w - 17) % 4 === 0, `a QR symbol is 17 + 4v modules wide, not ${w}`);
   const dark = (x, y) => !light[q + y][q + x];
@@ -197,6 +197,95 @@ function checkQr(block) {
   assert.equal(f2, f1, 'the two copies of the format information agree');
   const level = ['M', 'L', 'H', 'Q'][data >> 3];
   return { side, width: w, quiet: q, level };
+}
+
+// ---- a screenshot: the captured cells and their colours as a grey image -----------------
+
+// Grey level of a colour of the 256-colour palette (xterm's defaults).
+function paletteGrey(n) {
+  const basic = [0, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0xc0, 0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+  if (n < 16) return basic[n];
+  if (n < 232) {
+    const v = (c) => (c === 0 ? 0 : 55 + 40 * c);
+    const i = n - 16;
+    return Math.round((v(Math.floor(i / 36)) + v(Math.floor(i / 6) % 6) + v(i % 6)) / 3);
+  }
+  return 8 + 10 * (n - 232);
+}
+
+/**
+ * Renders `capture-pane -e` text as a PGM image, each cell two pixel squares high (the
+ * upper and lower half of a half block), in a terminal whose theme gives the default
+ * colours: { fg, bg } grey levels. Understands the SGR colours tmux writes.
+ */
+function screenshot(text, theme, px = 4) {
+  const rows = [];
+  let fg = null;
+  let bg = null;
+  let reverse = false;
+  for (const line of text.replace(/\n$/, '').split('\n')) {
+    const top = [];
+    const bottom = [];
+    for (let i = 0; i < line.length;) {
+      const m = /^\x1b\[([0-9;:]*)m/.exec(line.slice(i));
+      if (m) {
+        const p = m[1] === '' ? [0] : m[1].split(/[;:]/).map(Number);
+        for (let k = 0; k < p.length; k++) {
+          const c = p[k];
+          if (c === 0) { fg = null; bg = null; reverse = false; }
+          else if (c === 7) reverse = true;
+          else if (c === 27) reverse = false;
+          else if (c >= 30 && c <= 37) fg = paletteGrey(c - 30);
+          else if (c >= 90 && c <= 97) fg = paletteGrey(c - 90 + 8);
+          else if (c >= 40 && c <= 47) bg = paletteGrey(c - 40);
+          else if (c >= 100 && c <= 107) bg = paletteGrey(c - 100 + 8);
+          else if (c === 39) fg = null;
+          else if (c === 49) bg = null;
+          else if (c === 38 || c === 48) {
+            const v = p[k + 1] === 5 ? paletteGrey(p[k + 2])
+              : Math.round((p[k + 2] + p[k + 3] + p[k + 4]) / 3);
+            k += p[k + 1] === 5 ? 2 : 4;
+            if (c === 38) fg = v; else bg = v;
+          }
+        }
+        i += m[0].length;
+        continue;
+      }
+      const ch = String.fromCodePoint(line.codePointAt(i));
+      i += ch.length;
+      let f = fg ?? theme.fg;
+      let b = bg ?? theme.bg;
+      if (reverse) [f, b] = [b, f];
+      top.push(ch === '▀' || ch === '█' ? f : b);
+      bottom.push(ch === '▄' || ch === '█' ? f : b);
+    }
+    rows.push(top, bottom);
+  }
+  const width = Math.max(...rows.map((r) => r.length)) * px;
+  const height = rows.length * px;
+  const pixels = Buffer.alloc(width * height, theme.bg);
+  rows.forEach((r, y) => r.forEach((v, x) => {
+    for (let dy = 0; dy < px; dy++) pixels.fill(v, (y * px + dy) * width + x * px, (y * px + dy) * width + (x + 1) * px);
+  }));
+  return Buffer.concat([Buffer.from(`P5\n${width} ${height}\n255\n`), pixels]);
+}
+
+/** What zbarimg reads in a PGM image: the decoded texts, or [] when it finds no code. */
+function decode(image) {
+  const dir = mkdtempSync(join(tmpdir(), 'mlauth-qr-'));
+  try {
+    const file = join(dir, 'screen.pgm');
+    writeFileSync(file, image);
+    try {
+      return execFileSync('zbarimg', ['--raw', '-q', file], { encoding: 'utf8' })
+        .split('\n').filter((l) => l !== '');
+    } catch (e) {
+      if (e.status === 4) return []; // no symbol found
+      throw e;
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 // ---- tests ---------------------------------------------------------------------------------
@@ -353,6 +442,36 @@ test('--qr on a terminal: the QR code on the screen, square and well-formed', as
     assert.ok(block, await t.screen());
     const info = checkQr(block);
     assert.ok(info.side <= 100, 'fits the terminal');
+    await op.approve(code);
+    assert.equal(await t.dead(), 0);
+  } finally {
+    await t.stop();
+  }
+});
+
+test('--qr on a terminal: dark-on-light on a dark and a light theme alike; a decoder reads it', async () => {
+  const { op, env } = await setup();
+  const t = await terminal(['login', '--no-browser', '--qr'], { ...env, TERM });
+  try {
+    const code = (await t.waitFor(/shows the code (\S+)/))[1];
+    await t.waitFor(/the code expires in \d+:\d\d/);
+    const link = /^ {2}(http\S+)$/m.exec(await t.screen())[1];
+    assert.ok(link.includes(code), link);
+    const info = checkQr(qrBlock(await t.screen()));
+    assert.equal(info.quiet, 4, 'the standard quiet zone of 4 modules');
+    const esc = await t.screen({ escapes: true });
+    const themes = { dark: { fg: 0xd0, bg: 0x00 }, light: { fg: 0x20, bg: 0xff } };
+    const shots = {};
+    for (const [name, theme] of Object.entries(themes)) {
+      shots[name] = screenshot(esc, theme);
+      assert.deepEqual(decode(shots[name]), [link], `zbarimg reads the link on a ${name} theme`);
+    }
+    // The code's own colours, not the theme's: the QR block is the same picture on both.
+    const lines = esc.split('\n');
+    const first = lines.findIndex((l) => l.includes('▀') || l.includes('█'));
+    const block = lines.slice(first, first + Math.ceil(info.side / 2)).join('\n');
+    assert.ok(screenshot(block, themes.dark).equals(screenshot(block, themes.light)),
+      'the QR code looks the same whatever the theme');
     await op.approve(code);
     assert.equal(await t.dead(), 0);
   } finally {

@@ -182,13 +182,15 @@ parse_qr(const char *qr, struct grid *g)
 	}
 }
 
-/* Module (x, y) of the symbol, x and y counted from its top-left corner, quiet zone at -2. */
+#define QUIET 4	/* modules of quiet zone */
+
+/* Module (x, y) of the symbol, x and y counted from its top-left corner, quiet zone at -4. */
 static bool
 light(const struct grid *g, int x, int y)
 {
-	enum cell c = g->cell[(y + 2) / 2][x + 2];
+	enum cell c = g->cell[(y + QUIET) / 2][x + QUIET];
 
-	return (y + 2) % 2 == 0 ? (c == CELL_UPPER || c == CELL_FULL) :
+	return (y + QUIET) % 2 == 0 ? (c == CELL_UPPER || c == CELL_FULL) :
 	    (c == CELL_LOWER || c == CELL_FULL);
 }
 
@@ -219,33 +221,36 @@ qr_url_is_a_square(void **state)
 
 	assert_non_null(g);
 	err_clear(&err);
-	assert_int_equal(term_qr(url, &qr, &err), ML_OK);
+	assert_int_equal(term_qr(url, false, &qr, &err), ML_OK);
 	assert_non_null(qr);
 	parse_qr(qr, g);
 
-	/* Symbol sides are 17 + 4 * version modules; plus two quiet modules each side. */
+	/* Symbol sides are 17 + 4 * version modules; plus four quiet modules each side. */
 	side = g->width;
-	assert_true(side >= 21 + 4);
-	assert_int_equal((side - 4 - 17) % 4, 0);
+	assert_true(side >= 21 + 2 * QUIET);
+	assert_int_equal((side - 2 * QUIET - 17) % 4, 0);
 	/* Square: two module rows per line, so (side + 1) / 2 lines of side cells. */
 	assert_int_equal(g->lines, (side + 1) / 2);
 
-	/* The quiet zone is light: the first line is full blocks, the margins too. */
-	for (int x = 0; x < side; x++)
-		assert_int_equal(g->cell[0][x], CELL_FULL);
+	/* The quiet zone is light: the first two lines are full blocks, the margins too. */
+	for (int l = 0; l < QUIET / 2; l++)
+		for (int x = 0; x < side; x++)
+			assert_int_equal(g->cell[l][x], CELL_FULL);
 	for (int l = 0; l < g->lines - 1; l++)
-		for (int x = 0; x < 2; x++) {
+		for (int x = 0; x < QUIET; x++) {
 			assert_int_equal(g->cell[l][x], CELL_FULL);
 			assert_int_equal(g->cell[l][side - 1 - x], CELL_FULL);
 		}
 	/* An odd number of module rows: the last line's lower half is past the code. */
-	for (int x = 0; x < side; x++)
+	for (int x = 0; x < side; x++) {
 		assert_int_equal(g->cell[g->lines - 1][x], CELL_UPPER);
+		assert_int_equal(g->cell[g->lines - 2][x], CELL_FULL);
+	}
 
 	/* Dark modules are spaces: the three finder patterns where a reader looks. */
 	assert_finder(g, 0, 0);
-	assert_finder(g, side - 4 - 7, 0);
-	assert_finder(g, 0, side - 4 - 7);
+	assert_finder(g, side - 2 * QUIET - 7, 0);
+	assert_finder(g, 0, side - 2 * QUIET - 7);
 
 	free(qr);
 	free(g);
@@ -258,9 +263,9 @@ qr_depends_on_the_text(void **state)
 	char *a, *b, *c;
 
 	err_clear(&err);
-	assert_int_equal(term_qr("https://example.com/device?user_code=AAAA-AAAA", &a, &err), ML_OK);
-	assert_int_equal(term_qr("https://example.com/device?user_code=AAAA-AAAA", &b, &err), ML_OK);
-	assert_int_equal(term_qr("https://example.com/device?user_code=BBBB-BBBB", &c, &err), ML_OK);
+	assert_int_equal(term_qr("https://example.com/device?user_code=AAAA-AAAA", false, &a, &err), ML_OK);
+	assert_int_equal(term_qr("https://example.com/device?user_code=AAAA-AAAA", false, &b, &err), ML_OK);
+	assert_int_equal(term_qr("https://example.com/device?user_code=BBBB-BBBB", false, &c, &err), ML_OK);
 	assert_string_equal(a, b);
 	assert_string_not_equal(a, c);
 	free(a);
@@ -278,19 +283,54 @@ qr_longer_text_larger_code(void **state)
 
 	assert_non_null(g);
 	err_clear(&err);
-	assert_int_equal(term_qr("https://a.example/", &qr, &err), ML_OK);
+	assert_int_equal(term_qr("https://a.example/", false, &qr, &err), ML_OK);
 	parse_qr(qr, g);
 	small = g->width;
 	free(qr);
 
 	memset(text, 'a', sizeof text - 1);
 	text[sizeof text - 1] = '\0';
-	assert_int_equal(term_qr(text, &qr, &err), ML_OK);
+	assert_int_equal(term_qr(text, false, &qr, &err), ML_OK);
 	parse_qr(qr, g);
 	assert_true(g->width > small);
 	assert_int_equal(g->lines, (g->width + 1) / 2);
 	free(qr);
 	free(g);
+}
+
+/* With colour, each line is white on black and reset before its newline; the cells the same. */
+static void
+qr_colors_on_every_line(void **state)
+{
+	static const char on[] = "\033[38;5;231;48;5;16m", off[] = "\033[0m";
+	static const char url[] = "https://example.com/device?user_code=AAAA-AAAA";
+	struct ml_err err;
+	char *plain, *colored, *strip, *q;
+	const char *p;
+
+	err_clear(&err);
+	assert_int_equal(term_qr(url, false, &plain, &err), ML_OK);
+	assert_int_equal(term_qr(url, true, &colored, &err), ML_OK);
+	assert_null(strchr(plain, '\033'));
+	assert_non_null(strip = malloc(strlen(colored) + 1));
+	q = strip;
+	for (p = colored; *p != '\0';) {
+		const char *nl = strchr(p, '\n');
+
+		assert_non_null(nl);
+		assert_memory_equal(p, on, sizeof on - 1);
+		assert_true((size_t)(nl - p) >= sizeof on + sizeof off - 2);
+		assert_memory_equal(nl - (sizeof off - 1), off, sizeof off - 1);
+		memcpy(q, p + sizeof on - 1, (size_t)(nl - p) - (sizeof on - 1) - (sizeof off - 1));
+		q += (size_t)(nl - p) - (sizeof on - 1) - (sizeof off - 1);
+		*q++ = '\n';
+		p = nl + 1;
+	}
+	*q = '\0';
+	assert_string_equal(strip, plain);
+	free(strip);
+	free(plain);
+	free(colored);
 }
 
 static void
@@ -304,7 +344,7 @@ qr_too_long(void **state)
 	memset(text, 'a', 4000);
 	text[4000] = '\0';
 	err_clear(&err);
-	assert_int_not_equal(term_qr(text, &qr, &err), ML_OK);
+	assert_int_not_equal(term_qr(text, false, &qr, &err), ML_OK);
 	assert_null(qr);
 	assert_int_not_equal(err.code, ML_OK);
 	assert_non_null(strstr(err.msg, "too long"));
@@ -388,6 +428,7 @@ main(void)
 		cmocka_unit_test(qr_url_is_a_square),
 		cmocka_unit_test(qr_depends_on_the_text),
 		cmocka_unit_test(qr_longer_text_larger_code),
+		cmocka_unit_test(qr_colors_on_every_line),
 		cmocka_unit_test(qr_too_long),
 		cmocka_unit_test(live_needs_a_terminal),
 		cmocka_unit_test(columns_of_a_terminal),
