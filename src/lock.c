@@ -37,31 +37,16 @@ now_ms(void)
 }
 
 /*
- * $XDG_RUNTIME_DIR/mlauth when XDG_RUNTIME_DIR is an absolute path to a
- * directory of ours, else the state directory.  The runtime directory is
- * preferred because it is tmpfs and goes away at logout.  Allocated.
+ * The state directory ($XDG_STATE_HOME/mlauth, else ~/.local/state/mlauth),
+ * beside the file store, and never $XDG_RUNTIME_DIR: that is set in a
+ * desktop or SSH session but not in cron, systemd units or `su -l`, and two
+ * processes of one user that lock different files refresh the same session
+ * twice (a provider with reuse detection then revokes it).  Allocated.
  */
 static int
 lock_dir(char **dir, struct ml_err *err)
 {
-	const char *rt = getenv("XDG_RUNTIME_DIR");
-	struct stat st;
-	size_t n;
-	int rc;
-
-	*dir = NULL;
-	if (rt == NULL || rt[0] != '/' || stat(rt, &st) != 0 || !S_ISDIR(st.st_mode) ||
-	    st.st_uid != geteuid())
-		return store_state_dir(dir, err);
-	n = strlen(rt) + sizeof "/mlauth";
-	if ((*dir = malloc(n)) == NULL)
-		return err_set(err, ML_EFAIL, "out of memory");
-	(void)snprintf(*dir, n, "%s/mlauth", rt);
-	if ((rc = store_dir_ensure(*dir, err)) != ML_OK) {
-		free(*dir);
-		*dir = NULL;
-	}
-	return rc;
+	return store_state_dir(dir, err);
 }
 
 int

@@ -8,8 +8,8 @@
 #define LOCK_WAIT_MS	60000
 
 /*
- * Take an exclusive flock on $XDG_RUNTIME_DIR/mlauth/PROFILE.lock (the state
- * directory when XDG_RUNTIME_DIR is unset or unusable), creating the 0700
+ * Take an exclusive flock on $XDG_STATE_HOME/mlauth/PROFILE.lock (beside the
+ * file store; the same file whatever XDG_RUNTIME_DIR says), creating the 0700
  * directory and the 0600 file.  Waits while another process holds it, up to
  * LOCK_WAIT_MS: then ML_EFAIL, so a wedged holder cannot hang every caller.
  * A signal while waiting gives ML_EINTR.  On success *fd holds the lock

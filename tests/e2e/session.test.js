@@ -314,7 +314,7 @@ test('invalid_scope on offline_access falls back to openid with a note', async (
 
 /** Holds the profile's lock, as a refresh in flight does, until release(). */
 async function holdLock(env, profile = 'default') {
-  const dir = join(env.XDG_RUNTIME_DIR, 'mlauth');
+  const dir = join(env.XDG_STATE_HOME, 'mlauth'); // beside the file store, whatever XDG_RUNTIME_DIR says
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const p = spawn('flock', [join(dir, `${profile}.lock`), '-c', 'echo held; exec cat'],
     { stdio: ['pipe', 'pipe', 'inherit'] });

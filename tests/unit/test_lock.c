@@ -78,11 +78,11 @@ test_dir_and_file_modes(void **state)
 	assert_int_equal(lock_acquire("t", &fd, &err), ML_OK);
 	umask(022);
 	assert_true(fd >= 0);
-	(void)snprintf(path, sizeof path, "%s/mlauth", f->run);
+	(void)snprintf(path, sizeof path, "%s/mlauth", f->state);
 	assert_int_equal(lstat(path, &st), 0);
 	assert_true(S_ISDIR(st.st_mode));
 	assert_int_equal(st.st_mode & 07777, 0700);
-	(void)snprintf(path, sizeof path, "%s/mlauth/t.lock", f->run);
+	(void)snprintf(path, sizeof path, "%s/mlauth/t.lock", f->state);
 	assert_int_equal(lstat(path, &st), 0);
 	assert_true(S_ISREG(st.st_mode));
 	assert_int_equal(st.st_mode & 07777, 0600);
@@ -226,28 +226,34 @@ test_signal_interrupts_wait(void **state)
 	sigaction(SIGUSR1, &sa, NULL);
 }
 
+/*
+ * A cron job (no XDG_RUNTIME_DIR) and an SSH session (XDG_RUNTIME_DIR set)
+ * of one user share a store, so they must share the lock too.
+ */
 static void
-test_falls_back_to_state_dir(void **state)
+test_same_lock_whatever_runtime_dir(void **state)
 {
 	struct fx *f = *state;
 	struct ml_err err;
 	char path[256];
 	struct stat st;
-	int fd = -1;
+	int held = -1, fd = -1;
 
 	(void)snprintf(path, sizeof path, "%s/mlauth/t.lock", f->state);
-	assert_int_equal(unsetenv("XDG_RUNTIME_DIR"), 0);
-	assert_int_equal(lock_acquire_timeout("t", 0, &fd, &err), ML_OK);
-	lock_release(fd);
+	assert_int_equal(lock_acquire_timeout("t", 0, &held, &err), ML_OK);
 	assert_int_equal(lstat(path, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0600);
-	assert_int_equal(unlink(path), 0);
-
-	/* Set but not there: the same fallback. */
+	assert_int_equal(unsetenv("XDG_RUNTIME_DIR"), 0);
+	assert_int_equal(lock_acquire_timeout("t", 0, &fd, &err), ML_EFAIL);
 	assert_int_equal(setenv("XDG_RUNTIME_DIR", "/nonexistent/run", 1), 0);
+	assert_int_equal(lock_acquire_timeout("t", 0, &fd, &err), ML_EFAIL);
+	assert_int_equal(fd, -1);
+	lock_release(held);
 	assert_int_equal(lock_acquire_timeout("t", 0, &fd, &err), ML_OK);
 	lock_release(fd);
-	assert_int_equal(lstat(path, &st), 0);
+	/* Nothing under the runtime directory any more. */
+	(void)snprintf(path, sizeof path, "%s/mlauth", f->run);
+	assert_int_equal(lstat(path, &st), -1);
 }
 
 static void
@@ -258,7 +264,9 @@ test_refuses_bad_dir_and_names(void **state)
 	char dir[256];
 	int fd = -1;
 
-	(void)snprintf(dir, sizeof dir, "%s/mlauth", f->run);
+	(void)snprintf(dir, sizeof dir, "%s", f->state);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	(void)snprintf(dir, sizeof dir, "%s/mlauth", f->state);
 	assert_int_equal(mkdir(dir, 0755), 0);
 	err_clear(&err);
 	assert_int_equal(lock_acquire_timeout("t", 0, &fd, &err), ML_ESTORE);
@@ -278,7 +286,7 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_release_despite_inherited_fd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_signal_interrupts_wait, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_falls_back_to_state_dir, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_same_lock_whatever_runtime_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refuses_bad_dir_and_names, setup, teardown),
 	};
 
