@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "mlauth/egress.h"
 #include "mlauth/http.h"
 #include "mlauth/secret.h"
 
@@ -909,6 +910,19 @@ http_curl_error(CURLcode cc, const char *origin, const char *errbuf, struct ml_e
 	}
 }
 
+/* Plain http: the proxy egress.c allows, decided here rather than left to libcurl. */
+static int
+http_plain_proxy(const struct http_request *req, const char **proxy, struct ml_err *err)
+{
+	struct http_echo e;
+
+	*proxy = NULL;
+	if (strncmp(req->url, "http://", 7) != 0)
+		return ML_OK;
+	http_echo_collect(req, &e);
+	return egress_http_check(req->url, e.n > 0, proxy, err);
+}
+
 #define HTTP_SETOPT(h, opt, val) do {					\
 	if (cc == CURLE_OK)						\
 		cc = lc.easy_setopt((h), (opt), (val));		\
@@ -922,7 +936,7 @@ http_perform(const struct http_opts *o, const struct http_request *req,
 	struct http_xfer x;
 	struct curl_slist *headers = NULL;
 	char origin[HTTP_ORIGIN_MAX], errbuf[CURL_ERROR_SIZE];
-	const char *ca, *capath = NULL;
+	const char *ca, *capath = NULL, *proxy = NULL;
 	CURLcode cc = CURLE_OK;
 	long timeout;
 	int rc;
@@ -949,7 +963,8 @@ http_perform(const struct http_opts *o, const struct http_request *req,
 		rc = err_set(err, ML_EINTR, "interrupted");
 		goto out;
 	}
-	if ((rc = http_global_init(err)) != ML_OK ||
+	if ((rc = http_plain_proxy(req, &proxy, err)) != ML_OK ||
+	    (rc = http_global_init(err)) != ML_OK ||
 	    (rc = http_build_headers(req, &headers, err)) != ML_OK)
 		goto out;
 	if ((x.curl = lc.easy_init()) == NULL) {
@@ -975,6 +990,8 @@ http_perform(const struct http_opts *o, const struct http_request *req,
 	    timeout < HTTP_CONNECT_TIMEOUT ? timeout : HTTP_CONNECT_TIMEOUT);
 	HTTP_SETOPT(x.curl, CURLOPT_USERAGENT, "mlauth/" MLAUTH_VERSION);
 	HTTP_SETOPT(x.curl, CURLOPT_HTTPHEADER, headers);
+	if (strncmp(req->url, "http://", 7) == 0)	/* "": no proxy, whatever the environment */
+		HTTP_SETOPT(x.curl, CURLOPT_PROXY, proxy != NULL ? proxy : "");
 	HTTP_SETOPT(x.curl, CURLOPT_ERRORBUFFER, errbuf);
 	HTTP_SETOPT(x.curl, CURLOPT_WRITEFUNCTION, http_write_cb);
 	HTTP_SETOPT(x.curl, CURLOPT_WRITEDATA, &x);

@@ -300,6 +300,14 @@ oidc_discovery_parse(const char *buf, size_t len, const char *issuer,
 			    "loopback host)", what, eps[i].key, got);
 			goto out;
 		}
+		/* Any local user can listen on a loopback port: no downgrade from TLS. */
+		if (*eps[i].field != NULL && strncmp(issuer, "https://", 8) == 0 &&
+		    strncmp(*eps[i].field, "https://", 8) != 0) {
+			oidc_show(*eps[i].field, false, got, sizeof got);
+			rc = err_set(err, ML_EFAIL, "%s lists %s %s: plain http, but the issuer "
+			    "is https", what, eps[i].key, got);
+			goto out;
+		}
 	}
 	rc = ML_OK;
 out:

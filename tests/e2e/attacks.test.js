@@ -1,12 +1,13 @@
 // Attacks of issue 14, each against the hostile peer or as a second local user: what a
 // provider, an API, a proxy or another account on the box could still do, and must not.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { run, stopAll, tmpEnv } from './rig.js';
-import { forgetCache } from './fixtures.js';
-import { startHostile } from '../peers/hostile/server.js';
+import { forgetCache, selfSigned } from './fixtures.js';
+import { startHostile, startSink } from '../peers/hostile/server.js';
 
 const servers = [];
 after(async () => {
@@ -69,4 +70,71 @@ describe('token lifetimes from the JWT when expires_in is absent', { concurrency
     const rec = JSON.parse(readFileSync(recordPath(env), 'utf8'));
     assert.ok(Math.abs(rec.expires_at - rec.obtained_at - 7200) <= 1, JSON.stringify(rec));
   });
+});
+
+// A proxy named by anything but a loopback literal may be anywhere: this machine's own host
+// name stands in for one (it resolves here, so before the fix the proxy saw the token).
+describe('plain http through a proxy', { concurrency: 2 }, () => {
+  const elsewhere = (h) => `http://${hostname()}:${h.port}`;
+  const proxied = (h) => h.log.filter((e) => e.route === 'proxy');
+
+  async function loggedIn() {
+    const h = await hostile();
+    const env = homeFor(h);
+    const r = await login(env);
+    assert.equal(r.code, 0, r.stderr);
+    h.log.length = 0;
+    return { h, env };
+  }
+
+  for (const v of ['http_proxy', 'all_proxy', 'ALL_PROXY']) {
+    test(`send with ${v} off this machine: refused before anything is sent, exit 2`, async () => {
+      const { h, env } = await loggedIn();
+      const r = await run(['send', '--retries', '0', 'hi'], { env: { ...env, [v]: elsewhere(h) } });
+      refused(r, 2, new RegExp(`^mlauth: refusing to send a token to http://127\\.0\\.0\\.1 through the proxy ${hostname()} \\(${v}\\): it would leave this machine unencrypted; use https, or add 127\\.0\\.0\\.1 to no_proxy$`), h);
+      assert.deepEqual(proxied(h), [], 'nothing reached the proxy');
+      assert.equal(h.count('messages'), 0);
+    });
+  }
+
+  test('a refresh over plain http through such a proxy is refused too; the session stays', async () => {
+    const { h, env } = await loggedIn();
+    const rec = JSON.parse(readFileSync(recordPath(env), 'utf8'));
+    rec.expires_at = Math.floor(Date.now() / 1000) - 60;
+    writeFileSync(recordPath(env), JSON.stringify(rec), { mode: 0o600 });
+    forgetCache(h.issuer);
+    const r = await run([...T, 'token'], { env: { ...env, http_proxy: elsewhere(h) } });
+    refused(r, 2, /^mlauth: refusing to send a token to http:\/\/127\.0\.0\.1 through the proxy/, h);
+    assert.equal(proxied(h).filter((e) => e.grant).length, 0, 'no refresh token reached the proxy');
+    assert.equal(JSON.parse(readFileSync(recordPath(env), 'utf8')).refresh_token, rec.refresh_token);
+  });
+
+  test('no_proxy excluding the host sends directly; a loopback proxy may carry it', async () => {
+    const { h, env } = await loggedIn();
+    for (const np of ['127.0.0.1', 'localhost,127.0.0.0/8', '*']) {
+      const r = await run(['send', '--retries', '0', 'hi'], { env: { ...env, http_proxy: elsewhere(h), NO_PROXY: np } });
+      assert.equal(r.code, 0, `${np}: ${r.stderr}`);
+      assert.equal(r.stdout, 'Hello from a hostile server\n');
+    }
+    assert.deepEqual(proxied(h), []);
+    const r = await run(['send', '--retries', '0', 'hi'], { env: { ...env, http_proxy: h.proxy } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(proxied(h).length, 1, 'the loopback proxy carried it');
+  });
+});
+
+describe('an https issuer whose discovery points at plain http', { concurrency: 2 }, () => {
+  for (const key of ['token_endpoint', 'device_authorization_endpoint', 'revocation_endpoint']) {
+    test(`${key} on plain-http loopback: refused before the device code goes anywhere, exit 1`, async () => {
+      const c = selfSigned('IP:127.0.0.1');
+      const h = await hostile({ tls: c });
+      const s = await startSink('127.0.0.1');
+      servers.push(s);
+      h.set({ discovery: { kind: 'good', patch: { [key]: `${s.url}/realms/hostile/x` } } });
+      const r = await run([...T, '-o', `ca_file=${c.certFile}`, 'login', '--no-browser'], { env: homeFor(h), timeoutMs: 20_000 });
+      refused(r, 1, new RegExp(`^mlauth: discovery at https://127\\.0\\.0\\.1:\\d+ lists ${key} http://127\\.0\\.0\\.1:\\d+/realms/hostile/x: plain http, but the issuer is https$`), h);
+      assert.deepEqual(s.hits, [], 'nothing reached the plain-http port');
+      assert.equal(h.count('device'), 0);
+    });
+  }
 });

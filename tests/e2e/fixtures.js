@@ -1,5 +1,7 @@
 // Fixtures shared by the e2e suites: a provider, a private home, a keyring, a logged-in user.
 import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { spawnMlauth, startKeyring, startOP, tmpEnv } from './rig.js';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -52,4 +54,15 @@ export function forgetCache(issuer, profile = 'default') {
       { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
     execFileSync('keyctl', ['unlink', id, '@u'], { stdio: 'ignore' });
   } catch { /* not cached */ }
+}
+
+/** A self-signed certificate for names (SAN), in a fresh temp dir. */
+export function selfSigned(san) {
+  const dir = tmpEnv().dir;
+  const key = join(dir, 'key.pem');
+  const cert = join(dir, 'cert.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
+    '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=mlauth hostile test',
+    '-addext', `subjectAltName=${san}`], { stdio: 'ignore' });
+  return { dir, keyFile: key, certFile: cert, key: readFileSync(key), cert: readFileSync(cert) };
 }

@@ -3,12 +3,11 @@
 // Every case must end in one clear error line and a documented exit status, promptly:
 // never a crash, a hang, a followed redirect, or a secret in the message.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { run, stopAll, tmpEnv } from './rig.js';
-import { JWT, forgetCache } from './fixtures.js';
+import { JWT, forgetCache, selfSigned } from './fixtures.js';
 import { startHostile, startSink } from '../peers/hostile/server.js';
 
 const servers = [];
@@ -596,17 +595,6 @@ describe('hostile servers', { concurrency: 2 }, () => {
   // ---- TLS -------------------------------------------------------------------------------------
 
   describe('TLS with a certificate made at run time', { concurrency: 2 }, () => {
-    /** A self-signed certificate for names (SAN), in a fresh temp dir. */
-    function selfSigned(san) {
-      const dir = tmpEnv().dir;
-      const key = join(dir, 'key.pem');
-      const cert = join(dir, 'cert.pem');
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
-        '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=mlauth hostile test',
-        '-addext', `subjectAltName=${san}`], { stdio: 'ignore' });
-      return { dir, keyFile: key, certFile: cert, key: readFileSync(key), cert: readFileSync(cert) };
-    }
-
     test('a self-signed provider is refused without ca_file and accepted with it', async () => {
       const c = selfSigned('IP:127.0.0.1');
       const h = await hostile({ tls: c });

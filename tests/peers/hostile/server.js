@@ -410,6 +410,7 @@ export async function startHostile(options = {}) {
     res.once('close', () => { entry.clientClosed = !res.writableFinished; entry.closedAt = Date.now(); });
     if (/^https?:\/\//i.test(req.url)) {
       entry.route = 'proxy';
+      entry.headers = req.headers;
       log.push(entry);
       return proxy(req, res, raw, entry);
     }
