@@ -148,32 +148,42 @@ wants_token_help(int argc, char **argv)
 	return argc >= 1 && strcmp(argv[0], "token") == 0 && cli_wants_help(argc, argv);
 }
 
+/* The front knows one command's options: token's (the helper parses the others again). */
+static const struct option *
+options_of(const char *name)
+{
+	return strcmp(name, "token") == 0 ? tokenfmt_options : NULL;
+}
+
 int
 main(int argc, char **argv)
 {
 	struct cli_globals g;
 	struct ml_err err;
+	int rc = -1;
 
-	if (cli_parse_globals(argc, argv, &g, &err) != ML_OK || g.help)
+	if (cli_parse_globals(argc, argv, options_of, &g, &err) != ML_OK || g.help)
 		exec_helper(argv);
 	if (g.version) {
 		printf("mlauth %s\n", MLAUTH_VERSION);
 		return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
 	}
-	if (wants_token_help(argc - g.first, argv + g.first)) {
+	if (wants_token_help(g.argc, g.argv)) {
+		cli_globals_free(&g);
 		cli_print_help(stdout, "token", tokenfmt_summary, tokenfmt_usage, tokenfmt_help);
 		return fclose(stdout) == 0 ? 0 : 1;
 	}
-	if (g.first < argc && strcmp(argv[g.first], "token") == 0) {
-		switch (serve_cached(&g, argc - g.first, argv + g.first)) {
-		case 0:
-			if (fclose(stdout) == 0)
-				return 0;
-			/* FALLTHROUGH */
-		case 1:
-			perror("mlauth: cannot write to standard output");
-			return 1;
-		}
+	if (g.argc > 0 && strcmp(g.argv[0], "token") == 0)
+		rc = serve_cached(&g, g.argc, g.argv);
+	cli_globals_free(&g);
+	switch (rc) {
+	case 0:
+		if (fclose(stdout) == 0)
+			return 0;
+		/* FALLTHROUGH */
+	case 1:
+		perror("mlauth: cannot write to standard output");
+		return 1;
 	}
 	/* Nothing written to stdout yet, so the helper starts from a clean slate. */
 	exec_helper(argv);

@@ -61,6 +61,14 @@ find_command(const char *name)
 	return NULL;
 }
 
+static const struct option *
+options_of(const char *name)
+{
+	const struct cmd_entry *e = find_command(name);
+
+	return e != NULL ? e->options : NULL;
+}
+
 static int
 unknown_command(const char *name)
 {
@@ -146,6 +154,41 @@ finish_stdout(int status)
 	return status;
 }
 
+/* The command of g->argv, with the settings loaded: the exit status. */
+static int
+run(struct cmd_ctx *ctx, const struct cli_globals *g)
+{
+	struct ml_err err;
+	int argc = g->argc, status;
+	char **argv = g->argv;
+
+	err_clear(&err);
+	if (strcmp(argv[0], "help") == 0)
+		return finish_stdout(help_command(argc, argv));
+	if ((ctx->entry = find_command(argv[0])) == NULL)
+		return unknown_command(argv[0]);
+
+	ctx->color = want_color(g->no_color);
+	/* --help needs no settings: a broken config file must not hide the usage. */
+	if (cli_wants_help(argc, argv)) {
+		cmd_print_help(ctx->entry, stdout);
+		return finish_stdout(ML_OK);
+	}
+	if (config_load(&ctx->cfg, g->profile, g->file, g->ov, g->nov, &err) != ML_OK) {
+		status = cmd_fail(ctx, &err);
+		config_free(&ctx->cfg);
+		return status;
+	}
+	secret_protect_process();
+	catch_interrupts();
+	optind = 0;	/* glibc: 0 restarts getopt for the command's own arguments */
+	status = ctx->entry->exec(ctx, argc, argv);
+	if (http_interrupted && status != ML_OK)
+		status = ML_EINTR;
+	config_free(&ctx->cfg);
+	return finish_stdout(status);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -156,7 +199,7 @@ main(int argc, char **argv)
 
 	memset(&ctx, 0, sizeof ctx);
 	err_clear(&err);
-	if (cli_parse_globals(argc, argv, &g, &err) != ML_OK) {
+	if (cli_parse_globals(argc, argv, options_of, &g, &err) != ML_OK) {
 		fprintf(stderr, "mlauth: %s\n", err.msg);
 		return ML_EUSAGE;
 	}
@@ -170,34 +213,11 @@ main(int argc, char **argv)
 	}
 	ctx.verbose = g.verbose;
 	ctx.quiet = g.quiet;
-	argc -= g.first;
-	argv += g.first;
-	if (argc == 0) {
+	if (g.argc == 0) {
 		usage(stderr);
 		return ML_EUSAGE;
 	}
-	if (strcmp(argv[0], "help") == 0)
-		return finish_stdout(help_command(argc, argv));
-	if ((ctx.entry = find_command(argv[0])) == NULL)
-		return unknown_command(argv[0]);
-
-	ctx.color = want_color(g.no_color);
-	/* --help needs no settings: a broken config file must not hide the usage. */
-	if (cli_wants_help(argc, argv)) {
-		cmd_print_help(ctx.entry, stdout);
-		return finish_stdout(ML_OK);
-	}
-	if (config_load(&ctx.cfg, g.profile, g.file, g.ov, g.nov, &err) != ML_OK) {
-		status = cmd_fail(&ctx, &err);
-		config_free(&ctx.cfg);
-		return status;
-	}
-	secret_protect_process();
-	catch_interrupts();
-	optind = 0;	/* glibc: 0 restarts getopt for the command's own arguments */
-	status = ctx.entry->exec(&ctx, argc, argv);
-	if (http_interrupted && status != ML_OK)
-		status = ML_EINTR;
-	config_free(&ctx.cfg);
-	return finish_stdout(status);
+	status = run(&ctx, &g);
+	cli_globals_free(&g);
+	return status;
 }
