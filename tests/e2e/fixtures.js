@@ -1,6 +1,7 @@
 // Fixtures shared by the e2e suites: a provider, a private home, a keyring, a logged-in user.
+import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnMlauth, startKeyring, startOP, tmpEnv } from './rig.js';
 
@@ -65,4 +66,32 @@ export function selfSigned(san) {
     '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=mlauth hostile test',
     '-addext', `subjectAltName=${san}`], { stdio: 'ignore' });
   return { dir, keyFile: key, certFile: cert, key: readFileSync(key), cert: readFileSync(cert) };
+}
+
+const usesFile = (env) => env.MLAUTH_STORE === 'file' || !env.DBUS_SESSION_BUS_ADDRESS;
+
+/**
+ * Moves a stored session's clock the way time would, so no test sleeps for a token to age:
+ * its access token then expires in `left` seconds (negative: expired) of a one-hour life.
+ * The file store is rewritten as mlauth writes it (0600, temp file, rename), the Secret
+ * Service through secret-tool; the kernel cache entry goes, as the kernel drops it at
+ * expiry. Returns the record as it was before.
+ */
+export async function ageSession(env, left, profile = 'default') {
+  const file = join(env.XDG_STATE_HOME, 'mlauth', `${profile}.json`);
+  const before = usesFile(env) ? JSON.parse(readFileSync(file, 'utf8')) : await storedRecord(env, profile);
+  assert.ok(before, 'a stored session to age');
+  const r = { ...before, expires_at: Math.floor(Date.now() / 1000) + left };
+  r.obtained_at = r.expires_at - 3600;
+  if (usesFile(env)) {
+    writeFileSync(`${file}.test-tmp`, JSON.stringify(r), { mode: 0o600 });
+    renameSync(`${file}.test-tmp`, file);
+  } else {
+    const s = await tool('secret-tool', ['store', '--label', `mlauth: ${profile} (${r.issuer})`,
+      'xdg:schema', 'org.mlauth.Token', 'profile', profile, 'issuer', r.issuer,
+      'client_id', r.client_id], env, JSON.stringify(r));
+    assert.equal(s.code, 0, s.err);
+  }
+  forgetCache(r.issuer, profile);
+  return before;
 }

@@ -284,6 +284,21 @@ export async function startOP(options = {}) {
     set: (settings) => ctl('POST', '/test/set', settings),
     revokeAll: () => ctl('POST', '/test/revoke-all', {}),
     resetCounters: () => ctl('POST', '/test/reset-counters', {}),
+    /**
+     * Resolves with the counters once counters[name] >= n: an event to wait on (a request
+     * arrived, an answer is held), never a guessed delay. Rejects if `unless` (a running
+     * mlauth's done) settles first: the process ended before the event.
+     */
+    async until(name, n, { unless } = {}) {
+      let over = null;
+      unless?.then((r) => { over = r; }, (e) => { over = e; });
+      for (;;) {
+        const c = await ctl('GET', '/test/counters');
+        if (c[name] >= n) return c;
+        if (over) throw new Error(`ended before the provider's ${name} reached ${n}: ${over.stderr ?? over}`);
+        await sleep(10);
+      }
+    },
     logs,
     stop: () => stopGroup(child),
   };

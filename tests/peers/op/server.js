@@ -79,12 +79,18 @@ const knobs = {
   slowDown: 0,
   discoveryIssuer: null,
   tokenDelayMs: 0,
+  // Holds token requests of one grant ('refresh_token' or 'device_code') until the client
+  // hangs up: { grant, when: 'before' } drops the request unprocessed (as if it never came),
+  // { grant, when: 'after' } processes it and keeps a 200 answer from the client (the answer
+  // lost on the way back). `held` counts them, so a test kills its client on that event
+  // rather than after a guessed delay.
+  hold: null,
   dateSkew: 0,
   scopeRejectOffline: false,
 };
 
 const COUNTER_NAMES = ['discovery', 'device_authorization', 'token', 'device_token', 'refresh',
-  'revocation', 'refresh_errors'];
+  'revocation', 'refresh_errors', 'held'];
 let counters = zeroCounters();
 
 function int(s) {
@@ -340,6 +346,19 @@ async function control(provider, req, res, path) {
   }
 }
 
+const HOLD_GRANTS = { refresh_token: 'refresh_token', device_code: DEVICE_GRANT };
+
+// Keeps a successful answer from the client (which is then killed): the grant is processed
+// and its tokens spent, the bytes never sent. Other answers (authorization_pending) pass.
+function holdAnswer(res) {
+  const end = res.end.bind(res);
+  res.end = (...a) => {
+    if (res.statusCode !== 200) return end(...a);
+    counters.held += 1;
+    return res;
+  };
+}
+
 function oauthError(res, status, error, description) {
   sendJson(res, status, { error, error_description: description });
 }
@@ -379,6 +398,14 @@ async function handle(provider, callback, req, res) {
         res.on('finish', () => { if (res.statusCode !== 200) counters.refresh_errors += 1; });
       }
       if (knobs.tokenDelayMs) await sleep(knobs.tokenDelayMs);
+      if (knobs.hold && grantType === HOLD_GRANTS[knobs.hold.grant]) {
+        if (knobs.hold.when === 'before') {
+          counters.held += 1;
+          if (!req.socket.destroyed) await new Promise((r) => { res.once('close', r); });
+          return undefined;
+        }
+        holdAnswer(res);
+      }
       if (grantType === DEVICE_GRANT && knobs.slowDown > 0) {
         knobs.slowDown -= 1;
         return oauthError(res, 400, 'slow_down', 'Slow down');
