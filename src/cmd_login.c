@@ -271,6 +271,9 @@ exec_login(struct cmd_ctx *ctx, int argc, char **argv)
 		status = ML_OK;
 		goto out;
 	}
+	/* Before any code is shown: a session that cannot be kept is not worth approving. */
+	if ((status = store_writable(&st, &err)) != ML_OK)
+		goto fail;
 	if (st.fell_back)
 		cmd_warn(ctx, "%s; the session will be kept in %s", st.reason,
 		    store_describe(&st));

@@ -248,6 +248,19 @@ store_delete(struct store *st, const char *profile, bool *found, struct ml_err *
 	return rc;
 }
 
+int
+store_writable(struct store *st, struct ml_err *err)
+{
+	char *dir = NULL;
+	int rc;
+
+	if (st->backend == STORE_SECRET_SERVICE)
+		return st->secret->writable(st->ss, err);
+	rc = store_state_dir(&dir, err);
+	free(dir);
+	return rc;
+}
+
 const char *
 store_describe(const struct store *st)
 {

@@ -734,6 +734,41 @@ out:
 	return rc;
 }
 
+/*
+ * Whether a save would go through without a prompt: the default collection,
+ * where saves go, exists and is unlocked.  Asked before a login shows its
+ * code, so a locked keyring is found out before the user approves anything.
+ */
+static int
+store_secret_writable(struct store_secret *ss, struct ml_err *err)
+{
+	static const char what[] = "cannot keep a session in the keyring";
+	SecretCollection *c = NULL;
+	GError *gerr = NULL;
+	GAsyncResult *res;
+	int rc;
+
+	if ((rc = ks_op_begin(ss, OP_MS, what, err)) != ML_OK ||
+	    (rc = ks_service(ss, err)) != ML_OK)
+		goto out;
+	secret_collection_for_alias(ss->svc, SECRET_COLLECTION_DEFAULT, SECRET_COLLECTION_NONE,
+	    ss->cancel, on_done, ss);
+	if ((res = ks_wait(ss)) == NULL) {
+		rc = ks_fail(ss, NULL, what, err);
+		goto out;
+	}
+	if ((c = secret_collection_for_alias_finish(res, &gerr)) == NULL && gerr != NULL) {
+		rc = ks_fail(ss, gerr, what, err);
+		goto out;
+	}
+	if (c == NULL || secret_collection_get_locked(c))
+		rc = ks_fail(ss, g_error_new_literal(prompt_quark(), 1, "locked"), what, err);
+out:
+	g_clear_object(&c);
+	ks_op_end(ss);
+	return rc;
+}
+
 /* The module's one export: store.c finds it with dlsym. */
 __attribute__((visibility("default"))) const struct store_secret_ops store_secret_module = {
 	.abi = STORE_SECRET_ABI,
@@ -743,4 +778,5 @@ __attribute__((visibility("default"))) const struct store_secret_ops store_secre
 	.load = store_secret_load,
 	.save = store_secret_save,
 	.remove = store_secret_delete,
+	.writable = store_secret_writable,
 };

@@ -37,6 +37,12 @@ int store_save(struct store *st, const char *profile, const char *issuer,
     const char *client_id, const char *json, struct ml_err *err);
 /* Delete the record; *found says whether there was one. */
 int store_delete(struct store *st, const char *profile, bool *found, struct ml_err *err);
+/*
+ * Whether a record could be saved now, asked before work that would be lost
+ * otherwise (login's device flow): ML_ESTORE with the fix when the keyring is
+ * locked or has no default collection, or the state directory is unusable.
+ */
+int store_writable(struct store *st, struct ml_err *err);
 /* "secret-service" or "file PATH", for status (static or st-owned storage). */
 const char *store_describe(const struct store *st);
 
@@ -62,7 +68,7 @@ int store_secret_available(struct ml_err *err);
  * operations until close (NULL is fine); probe does the same check and keeps
  * nothing.  Profiles are checked by store.c before they reach the module.
  */
-#define STORE_SECRET_ABI	1
+#define STORE_SECRET_ABI	2
 struct store_secret_ops {
 	int abi;		/* STORE_SECRET_ABI: a module of another build is refused */
 	int (*open)(struct store_secret **ss, struct ml_err *err);
@@ -74,6 +80,7 @@ struct store_secret_ops {
 	    const char *client_id, const char *json, struct ml_err *err);
 	int (*remove)(struct store_secret *ss, const char *profile, bool *found,
 	    struct ml_err *err);
+	int (*writable)(struct store_secret *ss, struct ml_err *err);
 };
 extern const struct store_secret_ops store_secret_module;
 

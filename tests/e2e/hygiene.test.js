@@ -523,9 +523,11 @@ describe('secret hygiene', { concurrency: 2 }, () => {
         assert.match(r.stderr, /refusing directory .*mlauth: it is a symbolic link/);
       }
       const before = readdirSync(elsewhere).map((f) => readFileSync(join(elsewhere, f), 'utf8'));
-      const l = await login(w, ['--force']);
+      // Refused before a code is asked for: no approval thrown away.
+      const l = await run(['login', '--force', '--no-browser'], { env: w.env });
       assert.equal(l.code, 6, l.stderr);
       assert.match(l.stderr, /refusing directory .*mlauth: it is a symbolic link/);
+      assert.doesNotMatch(l.stderr, /shows the code/);
       assert.deepEqual(readdirSync(elsewhere).map((f) => readFileSync(join(elsewhere, f), 'utf8')), before);
     });
 

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, test } from 'node:test';
-import { MLAUTH_BIN, run, stopAll } from './rig.js';
+import { MLAUTH_BIN, run, startKeyring, stopAll, tmpEnv } from './rig.js';
 import { login, setup, sleep, tool } from './fixtures.js';
 
 after(stopAll);
@@ -87,4 +87,40 @@ test('a locked keyring fails at once, for reading and for deleting, and keeps th
   const [unlocked, locked] = search.out.split(/\n\s*array \[/).slice(1);
   assert.doesNotMatch(unlocked, /object path/);
   assert.match(locked, /object path "\/org\/freedesktop\/secrets\/collection\//);
+});
+
+/** Locks env's default collection over D-Bus (locking needs no prompt; unlocking would). */
+async function lockDefault(env) {
+  const bus = ['--session', '--print-reply', '--dest=org.freedesktop.secrets', '/org/freedesktop/secrets'];
+  const alias = await tool('dbus-send', [...bus, 'org.freedesktop.Secret.Service.ReadAlias', 'string:default'], env);
+  const collection = /object path "([^"]+)"/.exec(alias.out)?.[1];
+  assert.ok(collection && collection !== '/', alias.out + alias.err);
+  const lock = await tool('dbus-send', [...bus, 'org.freedesktop.Secret.Service.Lock', `array:objpath:${collection}`], env);
+  assert.equal(lock.code, 0, lock.err);
+}
+
+test('login with a locked keyring stops before asking for a code, and says what to do', async () => {
+  const { op, env } = await setup();
+  await lockDefault(env);
+  await op.resetCounters();
+  const r = await run(['login', '--no-browser'], { env });
+  assert.equal(r.code, 6, r.stderr);
+  assert.match(r.stderr, /^mlauth: cannot keep a session in the keyring: the keyring is locked .*unlock it .* -o store=file\n$/);
+  assert.doesNotMatch(r.stderr, /shows the code|open this link/, 'no code to approve for nothing');
+  const c = await op.counters();
+  assert.equal(c.device_authorization, 0, 'no device code was asked for');
+  // With the file chosen instead, the same login goes through.
+  const f = await login({ ...env, MLAUTH_STORE: 'file' }, op);
+  assert.equal(f.code, 0, f.stderr);
+});
+
+test('login with a keyring that has no default collection stops before asking for a code', async () => {
+  const { op } = await setup({ keyring: false });
+  const home = tmpEnv().env;
+  const kr = await startKeyring(home, { unlock: false });
+  const env = { ...home, ...kr.env, MLAUTH_ISSUER: op.issuer };
+  const r = await run(['login', '--no-browser'], { env });
+  assert.equal(r.code, 6, r.stderr);
+  assert.match(r.stderr, /^mlauth: cannot keep a session in the keyring: the keyring is locked \(or has no default collection\)/);
+  assert.equal((await op.counters()).device_authorization, 0);
 });
