@@ -173,6 +173,17 @@ cmd_sleep_ms(long ms)
 	return http_interrupted ? ML_EINTR : ML_OK;
 }
 
+void
+cmd_warn_fallback(const struct cmd_ctx *ctx, const struct store *st)
+{
+	const char *file = ctx->cfg.file;
+
+	cmd_warn(ctx, "no keyring (Secret Service) answered (%s): the session will be kept "
+	    "in %s (mode 0600) instead; to choose that on purpose and drop this warning, set "
+	    "store = file (in [%s] of %s, or MLAUTH_STORE=file)", st->reason,
+	    store_describe(st), ctx->cfg.profile, file != NULL ? file : "the config file");
+}
+
 int
 cmd_fresh_token(const struct cmd_ctx *ctx, const struct token_opts *o,
     struct token_result *res)
@@ -188,7 +199,7 @@ cmd_fresh_token(const struct cmd_ctx *ctx, const struct token_opts *o,
 		status = cmd_fail(ctx, &err);
 	} else {
 		if (st_open && res->refreshed && st.fell_back)
-			cmd_warn(ctx, "%s; session kept in %s", st.reason, store_describe(&st));
+			cmd_warn_fallback(ctx, &st);
 		if (res->warning[0] != '\0')
 			cmd_warn(ctx, "%s", res->warning);
 	}

@@ -275,8 +275,7 @@ exec_login(struct cmd_ctx *ctx, int argc, char **argv)
 	if ((status = store_writable(&st, &err)) != ML_OK)
 		goto fail;
 	if (st.fell_back)
-		cmd_warn(ctx, "%s; the session will be kept in %s", st.reason,
-		    store_describe(&st));
+		cmd_warn_fallback(ctx, &st);
 
 	token_http_opts(&ctx->cfg, ctx->verbose, &ho);
 	if ((status = http_global_init(&err)) != ML_OK ||

@@ -48,6 +48,12 @@ token_load(const struct config *cfg, struct store *st, struct record *r,
 	memset(r, 0, sizeof *r);
 	if ((rc = store_load(st, cfg->profile, &json, err)) != ML_OK)
 		return rc;
+	if (json == NULL && st->fell_back)
+		/* The session may well be in the keyring that did not answer. */
+		return err_set(err, ML_ELOGIN, "not logged in (profile %s): no keyring (Secret "
+		    "Service) answered (%s), and the %s holds no session; if yours is in a "
+		    "keyring, start or unlock it and retry, else run mlauth login to keep one "
+		    "in that file", cfg->profile, st->reason, store_describe(st));
 	if (json == NULL)
 		return err_set(err, ML_ELOGIN, "not logged in (profile %s): run mlauth login",
 		    cfg->profile);

@@ -69,6 +69,9 @@ struct token_result;
  */
 int cmd_fresh_token(const struct cmd_ctx *ctx, const struct token_opts *o,
     struct token_result *res);
+struct store;
+/* The warning for store=auto that fell back to the file: why, where, how to choose it. */
+void cmd_warn_fallback(const struct cmd_ctx *ctx, const struct store *st);
 /* Report a module's error and return its code (the exit status). */
 int cmd_fail(const struct cmd_ctx *ctx, const struct ml_err *err);
 
