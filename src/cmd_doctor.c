@@ -20,6 +20,7 @@
 
 #include <jansson.h>
 
+#include "mlauth/api.h"
 #include "mlauth/cache.h"
 #include "mlauth/cmd.h"
 #include "mlauth/http.h"
@@ -685,18 +686,19 @@ api_fix(long status)
 static void
 check_messages(struct doctor *d)
 {
+	static const char *const headers[] = { "Accept: application/json", NULL };
 	const struct config *cfg = d->cfg;
 	struct messages_request mr = { .model = cfg->model, .max_tokens = 1, .text = "ping" };
+	/* The stored token as it is: doctor looks, it does not refresh. */
+	struct token_opts to = { .min_valid = 0, .no_refresh = true };
+	struct api_call call = { .content_type = "application/json", .headers = headers,
+		.once = true };
+	struct api_session as;
 	struct http_response resp;
 	struct ml_err err;
 	struct check *c;
-	char appname[512], shown[600];
-	const char *headers[] = { "Accept: application/json", "anthropic-version: 2023-06-01",
-		appname, NULL };
-	struct http_request req = { .method = "POST", .content_type = "application/json",
-		.headers = headers };
-	char *body = NULL, *url = NULL;
-	size_t blen = strlen(cfg->api_base);
+	char shown[600];
+	char *body = NULL;
 	int rc;
 
 	if (!d->logged_in) {
@@ -713,38 +715,30 @@ check_messages(struct doctor *d)
 	}
 	err_clear(&err);
 	memset(&resp, 0, sizeof resp);
-	while (blen > 0 && cfg->api_base[blen - 1] == '/')
-		blen--;
 	mask_url(cfg->api_base, shown, sizeof shown);
 	if (!http_ready(d)) {
 		c = check_add(d, "messages_api", CHECK_FAIL, "%s", d->http_err.msg);
 		check_fix(c, "reinstall libcurl");
 		return;
 	}
-	if (snprintf(appname, sizeof appname, "x-application-name: %s",
-	    cfg->application_name) >= (int)sizeof appname) {
-		c = check_add(d, "messages_api", CHECK_FAIL, "application_name is too long");
-		check_fix(c, "set a shorter application_name");
-		return;
-	}
+	api_session_init(&as, cfg, d->ctx->verbose, &to);
+	as.ho = d->ho;
 	if ((rc = messages_build_body(&mr, &body, &err)) != ML_OK) {
 		c = check_add(d, "messages_api", CHECK_FAIL, "%s", err.msg);
 		check_fix(c, "check the model setting");
 		goto out;
 	}
-	if ((url = malloc(blen + sizeof "/v1/messages")) == NULL) {
-		check_add(d, "messages_api", CHECK_FAIL, "out of memory");
-		goto out;
-	}
-	memcpy(url, cfg->api_base, blen);
-	memcpy(url + blen, "/v1/messages", sizeof "/v1/messages");
-	req.url = url;
-	req.body = body;
-	req.body_len = strlen(body);
-	req.bearer = d->rec.access_token;
-	if ((rc = http_perform(&d->ho, &req, &resp, &err)) != ML_OK) {
+	call.body = body;
+	call.body_len = strlen(body);
+	if ((rc = api_session_use(&as, d->rec.access_token, d->rec.expires_at,
+	    d->rec.obtained_at, &err)) != ML_OK ||
+	    (rc = api_perform(&as, &call, &resp, &err)) != ML_OK) {
 		c = check_add(d, "messages_api", CHECK_FAIL, "%s", err.msg);
-		check_fix(c, "check the api_base setting, the network and the proxy variables");
+		if (rc == ML_EUSAGE)
+			check_fix(c, "set a shorter application_name");
+		else
+			check_fix(c, "check the api_base setting, the network and the proxy "
+			    "variables");
 		goto out;
 	}
 	if (resp.status >= 200 && resp.status < 300) {
@@ -758,8 +752,8 @@ check_messages(struct doctor *d)
 	check_fix(c, "%s", api_fix(resp.status));
 out:
 	http_response_free(&resp);
+	api_session_free(&as);
 	free(body);
-	free(url);
 }
 
 /* ---- output ---- */

@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 
+#include "mlauth/api.h"
 #include "mlauth/cmd.h"
 #include "mlauth/http.h"
 #include "mlauth/messages.h"
@@ -53,8 +54,6 @@ struct send {
 	struct messages_stream ms;
 	struct ml_err stream_err;
 	bool printed;		/* output already reached stdout: no retry may repeat it */
-	struct store st;	/* opened only when the kernel cache cannot answer */
-	bool st_open;
 	bool text_ends_nl;
 };
 
@@ -203,21 +202,17 @@ print_reply(struct send *s, const struct http_response *resp, struct ml_err *err
 }
 
 static int
-attempt(struct send *s, const struct http_opts *ho, const char *url, const char *token,
-    struct http_response *resp, struct ml_err *err)
+attempt(struct send *s, struct api_session *as, struct http_response *resp,
+    bool *token_failed, struct ml_err *err)
 {
-	char appname[512];
-	const char *headers[] = { "Accept: application/json",
-		"anthropic-version: 2023-06-01", appname, NULL };
-	struct http_request hr = {
-		.method = "POST", .url = url, .content_type = "application/json",
-		.body = s->body, .body_len = s->body_len, .bearer = token, .headers = headers,
+	static const char *const headers[] = { "Accept: application/json", NULL };
+	struct api_call call = {
+		.content_type = "application/json", .body = s->body, .body_len = s->body_len,
+		.headers = headers,
 	};
 	int rc;
 
-	if (snprintf(appname, sizeof appname, "x-application-name: %s",
-	    s->ctx->cfg.application_name) >= (int)sizeof appname)
-		return err_set(err, ML_EUSAGE, "application_name is too long");
+	*token_failed = false;
 	if (s->req.stream) {
 		sse_free(s->sse);
 		messages_stream_free(&s->ms);
@@ -225,12 +220,13 @@ attempt(struct send *s, const struct http_opts *ho, const char *url, const char 
 		err_clear(&s->stream_err);
 		if ((s->sse = sse_new(on_event, s)) == NULL)
 			return err_set(err, ML_EFAIL, "out of memory");
-		hr.on_chunk = on_chunk;
-		hr.chunk_arg = s;
+		call.on_chunk = on_chunk;
+		call.chunk_arg = s;
 		/* A server that answers with one JSON message instead is read as such. */
-		hr.stream_type = "text/event-stream";
+		call.stream_type = "text/event-stream";
 	}
-	rc = http_perform(ho, &hr, resp, err);
+	rc = api_perform(as, &call, resp, err);
+	*token_failed = call.token_failed;
 	if (s->req.stream && s->stream_err.code != ML_OK && rc != ML_OK && rc != ML_EINTR)
 		*err = s->stream_err;	/* the reader's own words beat "transfer aborted" */
 	return rc;
@@ -266,83 +262,56 @@ jitter_seed(void)
 	return r;
 }
 
+static void
+say(void *arg, bool warning, const char *msg)
+{
+	const struct cmd_ctx *ctx = arg;
+
+	if (warning)
+		cmd_warn(ctx, "%s", msg);
+	else
+		cmd_info(ctx, "mlauth: %s", msg);
+}
+
 static int
 converse(struct send *s, struct ml_err *err)
 {
 	struct token_opts to = { .min_valid = s->ctx->cfg.min_valid };
-	struct token_result tr;
-	struct http_opts ho;
+	struct api_session as;
 	struct http_response resp;
-	char *url = NULL, *token = NULL;
-	bool refreshed_after_401 = false;
+	bool token_failed;
 	int rc, tries = 0;
-	size_t blen = strlen(s->ctx->cfg.api_base);
 
-	memset(&tr, 0, sizeof tr);
 	memset(&resp, 0, sizeof resp);
-	token_http_opts(&s->ctx->cfg, s->ctx->verbose, &ho);
+	api_session_init(&as, &s->ctx->cfg, s->ctx->verbose, &to);
+	as.say = say;
+	as.say_arg = s->ctx;
 	/*
 	 * A model may think for minutes before the first byte: like Anthropic's
 	 * own SDKs, allow ten.  A stream that stalls once started is caught
 	 * sooner by http.c's stall check.
 	 */
-	if (ho.timeout < SEND_TIMEOUT)
-		ho.timeout = SEND_TIMEOUT;
-	if ((rc = token_get(&s->ctx->cfg, s->ctx->verbose, &s->st, &s->st_open, &to, &tr,
-	    err)) != ML_OK)
-		goto out;
-	if (tr.warning[0] != '\0')
-		cmd_warn(s->ctx, "%s", tr.warning);
-	token = secret_dup(tr.rec.access_token);
-	while (blen > 0 && s->ctx->cfg.api_base[blen - 1] == '/')
-		blen--;
-	if (token == NULL || (url = malloc(blen + sizeof "/v1/messages")) == NULL) {
-		rc = err_set(err, ML_EFAIL, "out of memory");
-		goto out;
-	}
-	memcpy(url, s->ctx->cfg.api_base, blen);
-	memcpy(url + blen, "/v1/messages", sizeof "/v1/messages");
-	if ((rc = http_global_init(err)) != ML_OK)
-		goto out;
+	if (as.ho.timeout < SEND_TIMEOUT)
+		as.ho.timeout = SEND_TIMEOUT;
 
 	for (;;) {
 		long wait_ms = -1;
 
 		http_response_free(&resp);
 		err_clear(err);
-		rc = attempt(s, &ho, url, token, &resp, err);
+		rc = attempt(s, &as, &resp, &token_failed, err);
 		if (rc == ML_ENET && s->printed) {
 			/* Not "cannot reach": it did, and part of the answer is on screen. */
 			err_prefix(err, "the answer was cut off before it ended");
 			goto out;
 		}
 		/* Only a failed connection is worth another try: not an answer too large. */
-		if (rc != ML_OK && (rc != ML_ENET || resp.too_large))
+		if (rc != ML_OK && (rc != ML_ENET || resp.too_large || token_failed))
 			goto out;
 		if (rc == ML_OK && resp.status >= 200 && resp.status < 300) {
 			rc = s->req.stream && resp.body == NULL ? finish_stream(s, &resp, err) :
 			    print_reply(s, &resp, err);
 			goto out;
-		}
-		if (rc == ML_OK && resp.status == 401 && !refreshed_after_401) {
-			/* The API refused a token we thought valid (revoked, clock skew): once. */
-			refreshed_after_401 = true;
-			to.rejected = token;
-			token_result_free(&tr);
-			rc = token_get(&s->ctx->cfg, s->ctx->verbose, &s->st, &s->st_open, &to,
-			    &tr, err);
-			to.rejected = NULL;
-			if (rc != ML_OK)
-				goto out;
-			secret_free(token);
-			if ((token = secret_dup(tr.rec.access_token)) == NULL) {
-				rc = err_set(err, ML_EFAIL, "out of memory");
-				goto out;
-			}
-			if (s->ctx->verbose)
-				cmd_info(s->ctx, "mlauth: the API refused the token; refreshed it, "
-				    "trying again");
-			continue;
 		}
 		if (rc == ML_OK && !messages_retryable(resp.status)) {
 			rc = messages_parse_error(resp.status, resp.body, resp.len, err);
@@ -366,9 +335,7 @@ converse(struct send *s, struct ml_err *err)
 	}
 out:
 	http_response_free(&resp);
-	token_result_free(&tr);
-	secret_free(token);
-	free(url);
+	api_session_free(&as);
 	return rc;
 }
 
@@ -508,8 +475,6 @@ fail:
 		putchar('\n');
 	status = cmd_fail(ctx, &err);
 out:
-	if (s.st_open)
-		store_close(&s.st);
 	sse_free(s.sse);
 	messages_stream_free(&s.ms);
 	free(s.body);

@@ -710,6 +710,23 @@ http_name_is(const char *name, size_t n, const char *want)
 	return strlen(want) == n && strncasecmp(name, want, n) == 0;
 }
 
+/* Hand one header line to the caller's on_header; false when it refused. */
+static bool
+http_header_pass(struct http_xfer *x, const char *name, size_t nl, const char *v, size_t vl)
+{
+	int rc;
+
+	if (x->req->on_header == NULL)
+		return true;
+	if (name == NULL)
+		while (vl > 0 && (v[vl - 1] == '\r' || v[vl - 1] == '\n'))
+			vl--;
+	if ((rc = x->req->on_header(name, nl, v, vl, x->req->header_arg)) == 0)
+		return true;
+	x->chunk_rc = rc;
+	return false;
+}
+
 static size_t
 http_header_cb(char *buf, size_t size, size_t nitems, void *arg)
 {
@@ -729,7 +746,7 @@ http_header_cb(char *buf, size_t size, size_t nitems, void *arg)
 		http_response_reset_headers(r);
 		x->decided = false;
 		x->answer_started = true;
-		return n;
+		return http_header_pass(x, NULL, 0, buf, n) ? n : 0;
 	}
 	colon = memchr(buf, ':', n);
 	if (colon == NULL)
@@ -756,7 +773,7 @@ http_header_cb(char *buf, size_t size, size_t nitems, void *arg)
 	} else if (http_name_is(buf, nl, "date")) {
 		r->date = http_parse_date(v, vl);
 	}
-	return n;
+	return http_header_pass(x, buf, nl, v, vl) ? n : 0;
 oom:
 	x->oom = true;
 	return 0;
@@ -928,6 +945,158 @@ http_plain_proxy(const struct http_request *req, const char **proxy, struct ml_e
 		cc = lc.easy_setopt((h), (opt), (val));		\
 } while (0)
 
+/* A method name as RFC 9110 spells the usual ones: upper-case letters, short. */
+static bool
+http_method_ok(const char *m)
+{
+	size_t n = strspn(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+
+	return n > 0 && n <= 16 && m[n] == '\0';
+}
+
+/* The safety rules every transfer gets: protocols, no redirects, TLS, time, callbacks. */
+static CURLcode
+http_setup_handle(struct http_xfer *x, long timeout, struct curl_slist *headers,
+    const char *proxy, char *errbuf)
+{
+	CURLcode cc = CURLE_OK;
+
+	HTTP_SETOPT(x->curl, CURLOPT_URL, x->req->url);
+	HTTP_SETOPT(x->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	HTTP_SETOPT(x->curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	HTTP_SETOPT(x->curl, CURLOPT_FOLLOWLOCATION, 0L);
+	HTTP_SETOPT(x->curl, CURLOPT_NOSIGNAL, 1L);
+	HTTP_SETOPT(x->curl, CURLOPT_SSL_VERIFYPEER, 1L);
+	HTTP_SETOPT(x->curl, CURLOPT_SSL_VERIFYHOST, 2L);
+	HTTP_SETOPT(x->curl, CURLOPT_TIMEOUT, timeout);
+	HTTP_SETOPT(x->curl, CURLOPT_CONNECTTIMEOUT,
+	    timeout < HTTP_CONNECT_TIMEOUT ? timeout : HTTP_CONNECT_TIMEOUT);
+	HTTP_SETOPT(x->curl, CURLOPT_USERAGENT, "mlauth/" MLAUTH_VERSION);
+	HTTP_SETOPT(x->curl, CURLOPT_HTTPHEADER, headers);
+	if (strncmp(x->req->url, "http://", 7) == 0)	/* "": no proxy, whatever the environment */
+		HTTP_SETOPT(x->curl, CURLOPT_PROXY, proxy != NULL ? proxy : "");
+	HTTP_SETOPT(x->curl, CURLOPT_ERRORBUFFER, errbuf);
+	HTTP_SETOPT(x->curl, CURLOPT_WRITEFUNCTION, http_write_cb);
+	HTTP_SETOPT(x->curl, CURLOPT_WRITEDATA, x);
+	HTTP_SETOPT(x->curl, CURLOPT_HEADERFUNCTION, http_header_cb);
+	HTTP_SETOPT(x->curl, CURLOPT_HEADERDATA, x);
+	HTTP_SETOPT(x->curl, CURLOPT_NOPROGRESS, 0L);
+	HTTP_SETOPT(x->curl, CURLOPT_XFERINFOFUNCTION, http_xferinfo_cb);
+	HTTP_SETOPT(x->curl, CURLOPT_XFERINFODATA, x);
+	/* A collected body can be refused from its Content-Length before it arrives. */
+	if (x->req->on_chunk == NULL)
+		HTTP_SETOPT(x->curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)HTTP_MAX_BODY);
+	return cc;
+}
+
+/* The method and the body: GET and HEAD send none, any other method req's (maybe empty). */
+static CURLcode
+http_setup_method(struct http_xfer *x)
+{
+	const struct http_request *req = x->req;
+	CURLcode cc = CURLE_OK;
+
+	if (strcmp(req->method, "GET") == 0) {
+		HTTP_SETOPT(x->curl, CURLOPT_HTTPGET, 1L);
+		return cc;
+	}
+	if (strcmp(req->method, "HEAD") == 0) {
+		HTTP_SETOPT(x->curl, CURLOPT_NOBODY, 1L);
+		return cc;
+	}
+	HTTP_SETOPT(x->curl, CURLOPT_POST, 1L);
+	HTTP_SETOPT(x->curl, CURLOPT_POSTFIELDS, req->body != NULL ? req->body : "");
+	HTTP_SETOPT(x->curl, CURLOPT_POSTFIELDSIZE_LARGE,
+	    (curl_off_t)(req->body != NULL ? req->body_len : 0));
+	if (strcmp(req->method, "POST") != 0)
+		HTTP_SETOPT(x->curl, CURLOPT_CUSTOMREQUEST, req->method);
+	return cc;
+}
+
+/*
+ * libcurl reads the proxy variables itself, but CURL_CA_BUNDLE and
+ * SSL_CERT_* only in the curl tool: honour them the same way here.
+ */
+static CURLcode
+http_setup_ca(struct http_xfer *x, const struct http_opts *o)
+{
+	const char *ca, *capath = NULL;
+	CURLcode cc = CURLE_OK;
+
+	ca = o->ca_file != NULL && o->ca_file[0] != '\0' ? o->ca_file : http_env("CURL_CA_BUNDLE");
+	if (ca == NULL) {
+		ca = http_env("SSL_CERT_FILE");
+		capath = http_env("SSL_CERT_DIR");
+	}
+	if (ca != NULL)
+		HTTP_SETOPT(x->curl, CURLOPT_CAINFO, ca);
+	if (capath != NULL)
+		HTTP_SETOPT(x->curl, CURLOPT_CAPATH, capath);
+	return cc;
+}
+
+/* -vv: the exchange on stderr, with the request's own secrets hidden wherever they recur. */
+static CURLcode
+http_setup_trace(struct http_xfer *x, const struct http_opts *o)
+{
+	CURLcode cc = CURLE_OK;
+
+	if (o->verbose < 2)
+		return cc;
+	http_echo_collect(x->req, &x->echo);
+	x->out.echo = x->in.echo = &x->echo;
+	HTTP_SETOPT(x->curl, CURLOPT_DEBUGFUNCTION, http_debug_cb);
+	HTTP_SETOPT(x->curl, CURLOPT_DEBUGDATA, x);
+	HTTP_SETOPT(x->curl, CURLOPT_VERBOSE, 1L);
+	return cc;
+}
+
+/* Why a transfer failed, in the words of whichever check stopped it. */
+static int
+http_transfer_error(const struct http_xfer *x, CURLcode cc, const char *origin,
+    const char *errbuf, struct ml_err *err)
+{
+	if (x->chunk_rc != 0)
+		return err_set(err, x->chunk_rc, "reading the answer from %s stopped", origin);
+	if (x->oom)
+		return err_set(err, ML_EFAIL, "out of memory reading the answer from %s", origin);
+	if ((x->resp->too_large = x->too_large || cc == CURLE_FILESIZE_EXCEEDED))
+		return err_set(err, ML_ENET, "response from %s too large (over %d MiB)",
+		    origin, (x->stream ? HTTP_MAX_STREAM : HTTP_MAX_BODY) / (1024 * 1024));
+	if (x->headers_too_large)
+		return err_set(err, ML_ENET, "response headers from %s too large", origin);
+	if (cc == CURLE_ABORTED_BY_CALLBACK && http_interrupted)
+		return err_set(err, ML_EINTR, "interrupted");
+	if (cc == CURLE_ABORTED_BY_CALLBACK && x->stalled)
+		return err_set(err, ML_ENET, "%s stopped sending its answer (nothing for %ld s)",
+		    origin, x->stall);
+	return http_curl_error(cc, origin, errbuf, err);
+}
+
+/* Run the set-up transfer and fill in the status; an unstreamed body is never NULL. */
+static int
+http_transfer(struct http_xfer *x, const struct http_opts *o, const char *origin,
+    const char *errbuf, struct ml_err *err)
+{
+	struct http_response *resp = x->resp;
+	CURLcode cc;
+
+	cc = lc.easy_perform(x->curl);
+	if (o->verbose >= 2) {
+		http_trace_flush(&x->out);
+		http_trace_flush(&x->in);
+	}
+	if (cc != CURLE_OK)
+		return http_transfer_error(x, cc, origin, errbuf, err);
+	if (lc.easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &resp->status) != CURLE_OK)
+		return err_set(err, ML_EFAIL, "no status from %s", origin);
+	/* Streamed iff a reader was given and the status is 2xx (see http.h). */
+	if (!(x->req->on_chunk != NULL && resp->status >= 200 && resp->status < 300) &&
+	    resp->body == NULL && http_body_reserve(x, 0) != 0)
+		return err_set(err, ML_EFAIL, "out of memory");
+	return ML_OK;
+}
+
 int
 http_perform(const struct http_opts *o, const struct http_request *req,
     struct http_response *resp, struct ml_err *err)
@@ -936,8 +1105,8 @@ http_perform(const struct http_opts *o, const struct http_request *req,
 	struct http_xfer x;
 	struct curl_slist *headers = NULL;
 	char origin[HTTP_ORIGIN_MAX], errbuf[CURL_ERROR_SIZE];
-	const char *ca, *capath = NULL, *proxy = NULL;
-	CURLcode cc = CURLE_OK;
+	const char *proxy = NULL;
+	CURLcode cc;
 	long timeout;
 	int rc;
 
@@ -955,8 +1124,8 @@ http_perform(const struct http_opts *o, const struct http_request *req,
 		goto out;
 	}
 	http_url_origin(req->url, origin, sizeof origin);
-	if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "POST") != 0) {
-		rc = err_set(err, ML_EFAIL, "unsupported HTTP method %s", req->method);
+	if (!http_method_ok(req->method)) {
+		rc = err_set(err, ML_EFAIL, "unsupported HTTP method %.20s", req->method);
 		goto out;
 	}
 	if (http_interrupted) {
@@ -978,102 +1147,19 @@ http_perform(const struct http_opts *o, const struct http_request *req,
 	http_now(&x.last_progress);
 	errbuf[0] = '\0';
 
-	HTTP_SETOPT(x.curl, CURLOPT_URL, req->url);
-	HTTP_SETOPT(x.curl, CURLOPT_PROTOCOLS_STR, "http,https");
-	HTTP_SETOPT(x.curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	HTTP_SETOPT(x.curl, CURLOPT_FOLLOWLOCATION, 0L);
-	HTTP_SETOPT(x.curl, CURLOPT_NOSIGNAL, 1L);
-	HTTP_SETOPT(x.curl, CURLOPT_SSL_VERIFYPEER, 1L);
-	HTTP_SETOPT(x.curl, CURLOPT_SSL_VERIFYHOST, 2L);
-	HTTP_SETOPT(x.curl, CURLOPT_TIMEOUT, timeout);
-	HTTP_SETOPT(x.curl, CURLOPT_CONNECTTIMEOUT,
-	    timeout < HTTP_CONNECT_TIMEOUT ? timeout : HTTP_CONNECT_TIMEOUT);
-	HTTP_SETOPT(x.curl, CURLOPT_USERAGENT, "mlauth/" MLAUTH_VERSION);
-	HTTP_SETOPT(x.curl, CURLOPT_HTTPHEADER, headers);
-	if (strncmp(req->url, "http://", 7) == 0)	/* "": no proxy, whatever the environment */
-		HTTP_SETOPT(x.curl, CURLOPT_PROXY, proxy != NULL ? proxy : "");
-	HTTP_SETOPT(x.curl, CURLOPT_ERRORBUFFER, errbuf);
-	HTTP_SETOPT(x.curl, CURLOPT_WRITEFUNCTION, http_write_cb);
-	HTTP_SETOPT(x.curl, CURLOPT_WRITEDATA, &x);
-	HTTP_SETOPT(x.curl, CURLOPT_HEADERFUNCTION, http_header_cb);
-	HTTP_SETOPT(x.curl, CURLOPT_HEADERDATA, &x);
-	HTTP_SETOPT(x.curl, CURLOPT_NOPROGRESS, 0L);
-	HTTP_SETOPT(x.curl, CURLOPT_XFERINFOFUNCTION, http_xferinfo_cb);
-	HTTP_SETOPT(x.curl, CURLOPT_XFERINFODATA, &x);
-	/* A collected body can be refused from its Content-Length before it arrives. */
-	if (req->on_chunk == NULL)
-		HTTP_SETOPT(x.curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)HTTP_MAX_BODY);
-	if (strcmp(req->method, "POST") == 0) {
-		HTTP_SETOPT(x.curl, CURLOPT_POST, 1L);
-		HTTP_SETOPT(x.curl, CURLOPT_POSTFIELDS, req->body != NULL ? req->body : "");
-		HTTP_SETOPT(x.curl, CURLOPT_POSTFIELDSIZE_LARGE,
-		    (curl_off_t)(req->body != NULL ? req->body_len : 0));
-	} else {
-		HTTP_SETOPT(x.curl, CURLOPT_HTTPGET, 1L);
-	}
-	/*
-	 * libcurl reads the proxy variables itself, but CURL_CA_BUNDLE and
-	 * SSL_CERT_* only in the curl tool: honour them the same way here.
-	 */
-	ca = o->ca_file != NULL && o->ca_file[0] != '\0' ? o->ca_file : http_env("CURL_CA_BUNDLE");
-	if (ca == NULL) {
-		ca = http_env("SSL_CERT_FILE");
-		capath = http_env("SSL_CERT_DIR");
-	}
-	if (ca != NULL)
-		HTTP_SETOPT(x.curl, CURLOPT_CAINFO, ca);
-	if (capath != NULL)
-		HTTP_SETOPT(x.curl, CURLOPT_CAPATH, capath);
-	if (o->verbose >= 2) {
-		http_echo_collect(req, &x.echo);
-		x.out.echo = x.in.echo = &x.echo;
-		HTTP_SETOPT(x.curl, CURLOPT_DEBUGFUNCTION, http_debug_cb);
-		HTTP_SETOPT(x.curl, CURLOPT_DEBUGDATA, &x);
-		HTTP_SETOPT(x.curl, CURLOPT_VERBOSE, 1L);
-	}
+	cc = http_setup_handle(&x, timeout, headers, proxy, errbuf);
+	if (cc == CURLE_OK)
+		cc = http_setup_method(&x);
+	if (cc == CURLE_OK)
+		cc = http_setup_ca(&x, o);
+	if (cc == CURLE_OK)
+		cc = http_setup_trace(&x, o);
 	if (cc != CURLE_OK) {
 		/* Fail closed: a libcurl without one of these would be less safe. */
 		rc = err_set(err, ML_EFAIL, "libcurl refused a setting: %s", lc.easy_strerror(cc));
 		goto out;
 	}
-
-	cc = lc.easy_perform(x.curl);
-	if (o->verbose >= 2) {
-		http_trace_flush(&x.out);
-		http_trace_flush(&x.in);
-	}
-	if (cc != CURLE_OK) {
-		if (x.chunk_rc != 0)
-			rc = err_set(err, x.chunk_rc, "reading the answer from %s stopped", origin);
-		else if (x.oom)
-			rc = err_set(err, ML_EFAIL, "out of memory reading the answer from %s", origin);
-		else if ((resp->too_large = x.too_large || cc == CURLE_FILESIZE_EXCEEDED))
-			rc = err_set(err, ML_ENET, "response from %s too large (over %d MiB)",
-			    origin, (x.stream ? HTTP_MAX_STREAM : HTTP_MAX_BODY) / (1024 * 1024));
-		else if (x.headers_too_large)
-			rc = err_set(err, ML_ENET, "response headers from %s too large", origin);
-		else if (cc == CURLE_ABORTED_BY_CALLBACK && http_interrupted)
-			rc = err_set(err, ML_EINTR, "interrupted");
-		else if (cc == CURLE_ABORTED_BY_CALLBACK && x.stalled)
-			rc = err_set(err, ML_ENET, "%s stopped sending its answer (nothing for %ld s)",
-			    origin, x.stall);
-		else
-			rc = http_curl_error(cc, origin, errbuf, err);
-		goto out;
-	}
-	if (lc.easy_getinfo(x.curl, CURLINFO_RESPONSE_CODE, &resp->status) != CURLE_OK) {
-		rc = err_set(err, ML_EFAIL, "no status from %s", origin);
-		goto out;
-	}
-	/* Streamed iff a reader was given and the status is 2xx (see http.h). */
-	if (!(req->on_chunk != NULL && resp->status >= 200 && resp->status < 300) &&
-	    resp->body == NULL) {
-		if (http_body_reserve(&x, 0) != 0) {
-			rc = err_set(err, ML_EFAIL, "out of memory");
-			goto out;
-		}
-	}
-	rc = ML_OK;
+	rc = http_transfer(&x, o, origin, errbuf, err);
 out:
 	if (x.curl != NULL)
 		lc.easy_cleanup(x.curl);

@@ -30,8 +30,21 @@ struct http_opts {
  */
 typedef int (*http_chunk_fn)(const char *buf, size_t len, void *arg);
 
+/*
+ * Called with each header line of the answer, name and value trimmed (not
+ * NUL-terminated), before any of its body; name == NULL (value: the status
+ * line) starts a new answer, after a 1xx: forget the earlier lines.  Return 0
+ * to go on; anything else aborts the transfer like an on_chunk refusal.
+ */
+typedef int (*http_header_fn)(const char *name, size_t nlen, const char *value,
+    size_t vlen, void *arg);
+
 struct http_request {
-	const char *method;		/* "GET" or "POST" */
+	/*
+	 * "GET", "HEAD" (no body sent), "POST" or any other upper-case method
+	 * (sent with body, which may be empty).
+	 */
+	const char *method;
 	const char *url;
 	const char *content_type;	/* POST body type */
 	const char *body;		/* borrowed, not copied: keep it until http_perform returns */
@@ -55,6 +68,8 @@ struct http_request {
 	 * can still be read.  NULL: stream every 2xx answer.
 	 */
 	const char *stream_type;
+	http_header_fn on_header;	/* every response header, or NULL */
+	void *header_arg;
 };
 
 struct http_response {

@@ -32,7 +32,7 @@ static char srv_base[64];	/* http://127.0.0.1:PORT */
 static void
 early_exit_before_libcurl(void **state)
 {
-	struct http_request req = { .url = "http://127.0.0.1:9/", .method = "PUT" };
+	struct http_request req = { .url = "http://127.0.0.1:9/", .method = "put" };
 	struct http_response resp;
 	struct ml_err err;
 
@@ -40,7 +40,7 @@ early_exit_before_libcurl(void **state)
 	msg_has(err.msg, "missing request");
 	http_response_free(&resp);
 	assert_int_equal(http_perform(NULL, &req, &resp, &err), ML_EFAIL);
-	msg_has(err.msg, "unsupported HTTP method PUT");
+	msg_has(err.msg, "unsupported HTTP method put");
 	http_response_free(&resp);
 }
 
@@ -116,7 +116,7 @@ header_injection_refused(void **state)
 	http_response_free(&resp);
 
 	req.headers = NULL;
-	req.method = "DELETE";
+	req.method = "GET /x HTTP/1.1\r\nX-Evil: 1\r\n\r\nGET";
 	assert_int_equal(http_perform(NULL, &req, &resp, &err), ML_EFAIL);
 	http_response_free(&resp);
 }
@@ -486,6 +486,46 @@ request_as_sent(void **state)
 	assert_int_equal(resp.len, strlen(resp.body));
 	assert_string_equal(resp.body + resp.len - 11, "\r\n\r\na=b&c=d");
 	http_response_free(&resp);
+
+	/* Any method: the proxy passes the client's on, body and all. */
+	req.method = "PATCH";
+	req.bearer = NULL;
+	req.headers = NULL;
+	assert_int_equal(http_perform(NULL, &req, &resp, &err), ML_OK);
+	msg_has(resp.body, "PATCH /echo HTTP/1.1\r\n");
+	assert_string_equal(resp.body + resp.len - 11, "\r\n\r\na=b&c=d");
+	http_response_free(&resp);
+	req.method = "DELETE";
+	req.body = NULL;
+	req.body_len = 0;
+	assert_int_equal(http_perform(NULL, &req, &resp, &err), ML_OK);
+	msg_has(resp.body, "DELETE /echo HTTP/1.1\r\n");
+	http_response_free(&resp);
+	req.method = "HEAD";
+	assert_int_equal(http_perform(NULL, &req, &resp, &err), ML_OK);
+	assert_int_equal(resp.status, 200);
+	assert_int_equal(resp.len, 0);
+	http_response_free(&resp);
+}
+
+struct header_log {
+	char buf[1024];
+	size_t len;
+	int verdict;
+};
+
+static int
+log_header(const char *name, size_t nlen, const char *value, size_t vlen, void *arg)
+{
+	struct header_log *h = arg;
+	int n = name == NULL ?
+	    snprintf(h->buf + h->len, sizeof h->buf - h->len, "[%.*s]", (int)vlen, value) :
+	    snprintf(h->buf + h->len, sizeof h->buf - h->len, "%.*s=%.*s;", (int)nlen, name,
+	    (int)vlen, value);
+
+	if (n > 0 && (size_t)n < sizeof h->buf - h->len)
+		h->len += (size_t)n;
+	return h->verdict;
 }
 
 static void
@@ -502,6 +542,29 @@ headers_parsed(void **state)
 	assert_int_equal(resp.date, 784111777);
 	assert_string_equal(resp.body, "{}");
 	http_response_free(&resp);
+
+	/* Every line reaches on_header as sent, after the status line; a refusal stops. */
+	{
+		struct header_log h = { .len = 0, .verdict = 0 };
+		struct http_request req = { .method = "GET", .on_header = log_header,
+			.header_arg = &h };
+		char url[128];
+
+		(void)snprintf(url, sizeof url, "%s/headers", srv_base);
+		req.url = url;
+		assert_int_equal(http_perform(NULL, &req, &resp, &err), ML_OK);
+		assert_string_equal(h.buf, "[HTTP/1.1 429 Too Many Requests]Retry-After=120;"
+		    "request-id=req_123;X-Request-Id=later;"
+		    "Content-Type=application/json; charset=utf-8;"
+		    "Date=Sun, 06 Nov 1994 08:49:37 GMT;Content-Length=2;");
+		assert_string_equal(resp.body, "{}");
+		http_response_free(&resp);
+		h.len = 0;
+		h.verdict = ML_EAPI;
+		assert_int_equal(http_perform(NULL, &req, &resp, &err), ML_EAPI);
+		assert_string_equal(h.buf, "[HTTP/1.1 429 Too Many Requests]");
+		http_response_free(&resp);
+	}
 
 	assert_int_equal(get(NULL, "/retry-date", &resp, &err), ML_OK);
 	assert_int_equal(resp.status, 503);
