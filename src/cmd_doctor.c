@@ -187,9 +187,14 @@ check_settings(struct doctor *d)
 	const struct config *cfg = d->cfg;
 	char v[600], src[300];
 
-	check_add(d, "config", CHECK_OK, "profile %s %s; config file %s (%s)", cfg->profile,
-	    from(cfg->profile_source, src, sizeof src), value_or(cfg->file, "(none)"),
-	    cfg->file_exists ? "read" : "not present: defaults and environment only");
+	if (cfg->file_refused != NULL)
+		check_add(d, "config", CHECK_FAIL, "%s (not read: the checks below go without it)",
+		    cfg->file_refused);
+	else
+		check_add(d, "config", CHECK_OK, "profile %s %s; config file %s (%s)",
+		    cfg->profile, from(cfg->profile_source, src, sizeof src),
+		    value_or(cfg->file, "(none)"),
+		    cfg->file_exists ? "read" : "not present: defaults and environment only");
 	for (size_t i = 0; i < sizeof shown / sizeof shown[0]; i++) {
 		enum config_key k = shown[i];
 		const struct config_value *cv = &cfg->v[k];

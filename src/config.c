@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <glib.h>
 
@@ -237,8 +239,68 @@ locate_file(struct config *cfg, const char *file, const char **source, bool *req
 	return 0;
 }
 
+/*
+ * The config file decides where the bearer token goes (issuer, api_base,
+ * ca_file): as ssh does for its own, refuse one that another user could have
+ * written.  Each path component must be owned by you or root and not be
+ * writable by group or others, except a root-owned sticky directory (/tmp),
+ * where others cannot replace what is yours.
+ */
 static int
-load_file(struct config *cfg, const char *file, struct ml_err *err)
+config_path_unsafe(const char *path, bool is_file, const char *file, struct ml_err *err)
+{
+	struct stat st;
+	const char *what = is_file ? "config file" : "directory";
+
+	if (stat(path, &st) != 0)
+		return ML_OK;	/* a missing file is reported by its reader */
+	if (st.st_uid != 0 && st.st_uid != geteuid())
+		return err_set(err, ML_EUSAGE, "%s %s%s%s is owned by uid %ld, not by you: it "
+		    "could send your token anywhere; use a file of your own (chown, or remove it)",
+		    what, path, is_file ? "" : " of config file ", is_file ? "" : file,
+		    (long)st.st_uid);
+	/* 01000 is S_ISVTX, which POSIX alone does not define. */
+	if ((st.st_mode & 022) != 0 && !(S_ISDIR(st.st_mode) && (st.st_mode & 01000) &&
+	    st.st_uid == 0))
+		return err_set(err, ML_EUSAGE, "%s %s%s%s is writable by others (mode %04o): it "
+		    "could send your token anywhere; run chmod go-w %s", what, path,
+		    is_file ? "" : " of config file ", is_file ? "" : file,
+		    (unsigned)(st.st_mode & 07777), path);
+	return ML_OK;
+}
+
+/* path and each directory above it, up to /. */
+static int
+config_chain_unsafe(const char *path, const char *file, struct ml_err *err)
+{
+	gchar *p = g_canonicalize_filename(path, NULL), *up;
+	int rc = config_path_unsafe(p, true, file, err);
+
+	while (rc == ML_OK && strcmp(p, "/") != 0) {
+		up = g_path_get_dirname(p);
+		g_free(p);
+		p = up;
+		rc = config_path_unsafe(p, false, file, err);
+	}
+	g_free(p);
+	return rc;
+}
+
+/* Both the path as named and where its symbolic links lead. */
+static int
+config_file_unsafe(const char *file, struct ml_err *err)
+{
+	char *real = realpath(file, NULL);
+	int rc = config_chain_unsafe(file, file, err);
+
+	if (rc == ML_OK && real != NULL && strcmp(real, file) != 0)
+		rc = config_chain_unsafe(real, file, err);
+	free(real);
+	return rc;
+}
+
+static int
+load_file(struct config *cfg, const char *file, bool lenient, struct ml_err *err)
 {
 	GKeyFile *kf = NULL;
 	GError *gerr = NULL;
@@ -253,6 +315,12 @@ load_file(struct config *cfg, const char *file, struct ml_err *err)
 	if (!required && !g_file_test(cfg->file, G_FILE_TEST_EXISTS))
 		return ML_OK;
 
+	if ((rc = config_file_unsafe(cfg->file, err)) != ML_OK) {
+		if (!lenient)
+			return rc;
+		cfg->file_refused = g_strdup(err->msg);
+		return ML_OK;	/* doctor: report it, and carry on without it */
+	}
 	kf = g_key_file_new();
 	if (!g_key_file_load_from_file(kf, cfg->file, G_KEY_FILE_NONE, &gerr)) {
 		rc = err_set(err, ML_EUSAGE, "cannot read config file %s (from %s): %s",
@@ -295,9 +363,9 @@ out:
 	return rc;
 }
 
-int
-config_load(struct config *cfg, const char *profile, const char *file,
-    const struct config_override *ov, int nov, struct ml_err *err)
+static int
+config_load_from(struct config *cfg, const char *profile, const char *file,
+    const struct config_override *ov, int nov, bool lenient, struct ml_err *err)
 {
 	const char *env;
 	int rc;
@@ -321,7 +389,7 @@ config_load(struct config *cfg, const char *profile, const char *file,
 		return err_set(err, ML_EUSAGE, "invalid profile name '%s' (from %s): use 1 to 64 "
 		    "of A-Z a-z 0-9 . _ -", cfg->profile, cfg->profile_source);
 
-	if ((rc = load_file(cfg, file, err)) != ML_OK)
+	if ((rc = load_file(cfg, file, lenient, err)) != ML_OK)
 		return rc;
 
 	for (int k = 0; k < CONFIG_NKEYS; k++) {
@@ -345,6 +413,20 @@ config_load(struct config *cfg, const char *profile, const char *file,
 	return check(cfg, err);
 }
 
+int
+config_load(struct config *cfg, const char *profile, const char *file,
+    const struct config_override *ov, int nov, struct ml_err *err)
+{
+	return config_load_from(cfg, profile, file, ov, nov, false, err);
+}
+
+int
+config_load_lenient(struct config *cfg, const char *profile, const char *file,
+    const struct config_override *ov, int nov, struct ml_err *err)
+{
+	return config_load_from(cfg, profile, file, ov, nov, true, err);
+}
+
 void
 config_free(struct config *cfg)
 {
@@ -357,6 +439,7 @@ config_free(struct config *cfg)
 	g_free(cfg->profile);
 	g_free(cfg->profile_source);
 	g_free(cfg->file);
+	g_free(cfg->file_refused);
 	memset(cfg, 0, sizeof *cfg);
 }
 

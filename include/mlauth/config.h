@@ -38,6 +38,7 @@ struct config {
 	char *profile_source;
 	char *file;		/* the config file consulted (may not exist) */
 	bool file_exists;
+	char *file_refused;	/* config_load_lenient: why the file was not read, or NULL */
 	struct config_value v[CONFIG_NKEYS];
 
 	/* Typed copies of the values above, checked by config_load. */
@@ -61,6 +62,14 @@ struct config_override {
  * Free with config_free, even after a failure.
  */
 int config_load(struct config *cfg, const char *profile, const char *file,
+    const struct config_override *ov, int nov, struct ml_err *err);
+/*
+ * The config file, like ssh's, is refused (ML_EUSAGE, the fix in the message)
+ * when it or a directory above it is owned by another user or writable by
+ * others.  config_load_lenient (for doctor) skips such a file instead and
+ * says why in cfg->file_refused.
+ */
+int config_load_lenient(struct config *cfg, const char *profile, const char *file,
     const struct config_override *ov, int nov, struct ml_err *err);
 void config_free(struct config *cfg);
 

@@ -1,7 +1,8 @@
 // Attacks of issue 14, each against the hostile peer or as a second local user: what a
 // provider, an API, a proxy or another account on the box could still do, and must not.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -137,4 +138,81 @@ describe('an https issuer whose discovery points at plain http', { concurrency: 
       assert.equal(h.count('device'), 0);
     });
   }
+});
+
+// The config file decides where the bearer goes. A second local user (nobody, through
+// setpriv) rewrites a config file or directory the victim left writable, pointing api_base
+// at the attacker's own listener.
+describe('a config file another user could write', { concurrency: 2 }, () => {
+  const asNobody = (cmd) => spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', 'sh', '-c', cmd], { stdio: 'pipe' });
+  const rigCan = asNobody('true').status === 0;
+  const why = 'the rig cannot run a command as the user nobody (setpriv)';
+  const q = (s) => `'${s.replace(/'/g, "'\\''")}'`;
+
+  /** A logged-in victim whose config file lives in dir `shared` (mode dirMode), file mode fileMode. */
+  async function victim({ dirMode, fileMode }) {
+    const h = await hostile();
+    const sink = await startSink('127.0.0.1');
+    servers.push(sink);
+    const home = tmpEnv();
+    chmodSync(home.dir, 0o711); // others may pass through, not list or write
+    const shared = join(home.dir, 'shared');
+    mkdirSync(shared, { mode: 0o755 });
+    const file = join(shared, 'config');
+    writeFileSync(file, '[default]\nmodel = claude-opus-4-6\n', { mode: 0o644 });
+    const env = { ...home.env, MLAUTH_ISSUER: h.issuer, MLAUTH_STORE: 'file', MLAUTH_CONFIG: file };
+    const r = await login({ ...env, MLAUTH_API_BASE: h.base });
+    assert.equal(r.code, 0, r.stderr);
+    // Then the mistake: a mode that lets others write.
+    chmodSync(shared, dirMode);
+    chmodSync(file, fileMode);
+    return { h, sink, env, file, shared };
+  }
+
+  const attack = (v, how) => {
+    const text = `[default]\napi_base = ${v.sink.url}/proxy/anthropic\n`;
+    const cmd = how === 'replace'
+      ? `printf %s ${q(text)} > ${q(`${v.file}.new`)} && mv -f ${q(`${v.file}.new`)} ${q(v.file)}`
+      : `printf %s ${q(text)} > ${q(v.file)}`;
+    const r = asNobody(cmd);
+    assert.equal(r.status, 0, String(r.stderr));
+  };
+
+  test('a world-writable config file rewritten by another user: refused, exit 2, the bearer stays home', { skip: !rigCan && why }, async () => {
+    const v = await victim({ dirMode: 0o755, fileMode: 0o666 });
+    attack(v, 'write');
+    const r = await run(['send', '--retries', '0', 'hi'], { env: v.env });
+    refused(r, 2, new RegExp(`^mlauth: config file ${v.file} is writable by others \\(mode 0666\\): it could send your token anywhere; run chmod go-w ${v.file}$`), v.h);
+    assert.deepEqual(v.sink.hits, [], 'nothing reached the attacker');
+    const t = await run(['token'], { env: v.env });
+    assert.equal(t.code, 2, 'the fast path refuses it too');
+  });
+
+  test('a file replaced in a world-writable directory (now owned by another user): refused', { skip: !rigCan && why }, async () => {
+    const v = await victim({ dirMode: 0o777, fileMode: 0o644 });
+    attack(v, 'replace');
+    const r = await run(['send', '--retries', '0', 'hi'], { env: v.env });
+    refused(r, 2, /^mlauth: config file .* is owned by uid 65534, not by you: it could send your token anywhere; use a file of your own/, v.h);
+    assert.deepEqual(v.sink.hits, []);
+    chmodSync(v.shared, 0o755); // the directory alone is reason enough
+    writeFileSync(`${v.file}.mine`, '[default]\n');
+    const d = await run(['-c', `${v.file}.mine`, 'token'], { env: { ...v.env, MLAUTH_CONFIG: '' } });
+    assert.equal(d.code, 0, d.stderr);
+    chmodSync(v.shared, 0o775);
+    const g = await run(['-c', `${v.file}.mine`, 'token'], { env: v.env });
+    refused(g, 2, new RegExp(`^mlauth: directory ${v.shared} of config file ${v.file}\\.mine is writable by others \\(mode 0775\\): it could send your token anywhere; run chmod go-w ${v.shared}$`));
+  });
+
+  test('doctor reports the refused file and checks on without it', { skip: !rigCan && why }, async () => {
+    const v = await victim({ dirMode: 0o755, fileMode: 0o666 });
+    attack(v, 'write');
+    const r = await run([...T, 'doctor', '--json'], { env: v.env });
+    assert.notEqual(r.code, 0, 'a failed check fails doctor');
+    const checks = JSON.parse(r.stdout).checks;
+    const c = checks.find((x) => x.name === 'config');
+    assert.equal(c.status, 'fail');
+    assert.match(c.detail, /config file .* is writable by others \(mode 0666\).*run chmod go-w/);
+    assert.notEqual(checks.find((x) => x.name === 'api_base').detail.includes(v.sink.url), true, 'its api_base was not used');
+    assert.deepEqual(v.sink.hits, []);
+  });
 });

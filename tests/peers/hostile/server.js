@@ -491,7 +491,7 @@ export async function startSink(host = '127.0.0.2') {
   assertLoopback(host);
   const hits = [];
   const server = http.createServer((req, res) => {
-    hits.push({ method: req.method, url: req.url });
+    hits.push({ method: req.method, url: req.url, authorization: req.headers.authorization });
     sendJson(res, 200, { issuer: 'http://sink.invalid', access_token: 'sink' });
   });
   await new Promise((resolve, reject) => {
