@@ -10,6 +10,7 @@
  * for another home is a miss, never served.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,8 @@
 #include "mlauth/util.h"
 
 #define MAGIC "mlauth-cache 2\n"
+/* The largest payload: magic, two times, a home of up to PATH_MAX, the token. */
+#define MAX_PAYLOAD (sizeof MAGIC + 2 * 21 + PATH_MAX + CACHE_MAX_TOKEN)
 
 /* The description names all three, so another issuer's token is never served. */
 static int
@@ -121,8 +124,14 @@ int
 cache_get(const char *profile, const char *issuer, const char *client_id,
     struct cache_entry *e)
 {
+	/*
+	 * Room for the largest payload cache_put writes, so one read gets it all
+	 * (keyctl_read_alloc asks for the size first: a system call more on the
+	 * fast path).  Static, not on the stack: only the pages the kernel
+	 * writes are touched.
+	 */
+	static char buf[MAX_PAYLOAD];
 	char desc[2048];
-	void *buf = NULL;
 	key_serial_t key;
 	long n;
 	int rc;
@@ -133,12 +142,16 @@ cache_get(const char *profile, const char *issuer, const char *client_id,
 	key = keyctl_search(KEY_SPEC_USER_KEYRING, "user", desc, 0);
 	if (key < 0)
 		return -1;
-	n = keyctl_read_alloc(key, &buf);
+	n = keyctl_read(key, buf, sizeof buf);
 	if (n < 0)
 		return -1;
+	if ((size_t)n > sizeof buf) {
+		/* Larger than anything cache_put writes: not ours. */
+		secret_wipe(buf, sizeof buf);
+		return -1;
+	}
 	rc = cache_payload_parse(buf, (size_t)n, e);
 	secret_wipe(buf, (size_t)n);
-	free(buf);
 	if (rc == 0) {
 		char *home = home_of(profile);
 
@@ -173,7 +186,7 @@ cache_put(const char *profile, const char *issuer, const char *client_id,
 	n = snprintf(payload, cap, MAGIC "%lld\n%lld\n%s\n%s", (long long)expires_at,
 	    (long long)obtained_at, home, token);
 	free(home);
-	if (n < 0 || (size_t)n >= cap) {
+	if (n < 0 || (size_t)n >= cap || (size_t)n > MAX_PAYLOAD) {
 		secret_wipe(payload, cap);
 		free(payload);
 		return -1;

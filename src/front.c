@@ -98,6 +98,9 @@ out:
 	return rc;
 }
 
+/* stdout's buffer while it holds a token. */
+static char out_buf[BUFSIZ];
+
 /*
  * `mlauth token [options]` with a fresh cached token: print it and return 0
  * (1 when stdout failed); -1 when the helper must answer instead.
@@ -120,16 +123,24 @@ serve_cached(const struct cli_globals *g, int argc, char **argv)
 			return -1;
 	if (optind < argc)
 		return -1;
+	/* The store's directory from the environment alone: a static binary asks no NSS. */
+	if (!store_file_base_from_env())
+		return -1;
 	if (config_load(&cfg, g->profile, g->file, g->ov, g->nov, &err) != ML_OK)
 		goto out;
-	secret_protect_process();
+	secret_undumpable();
 	if (cache_get(cfg.profile, cfg.issuer, cfg.client_id, &e) != 0 &&
 	    (cfg.store != CONFIG_STORE_FILE || file_lookup(&cfg, &e) != 0))
 		goto out;
 	now = util_now();
 	if (cache_fresh(e.expires_at, e.obtained_at, a.min_valid >= 0 ? a.min_valid :
 	    cfg.min_valid, now)) {
-		/* Once written, even in part, the helper must not write it again. */
+		/*
+		 * Our buffer: stdio would fstat and ioctl stdout to size its own, and
+		 * this one is wiped at the end.  Once written, even in part, the
+		 * helper must not write it again.
+		 */
+		(void)setvbuf(stdout, out_buf, _IOFBF, sizeof out_buf);
 		rc = tokenfmt_write(stdout, a.fmt, e.token, e.expires_at, now, "Bearer") == 0 &&
 		    fflush(stdout) == 0 ? 0 : 1;
 	}
@@ -178,10 +189,13 @@ main(int argc, char **argv)
 	cli_globals_free(&g);
 	switch (rc) {
 	case 0:
-		if (fclose(stdout) == 0)
+		rc = fclose(stdout);
+		secret_wipe(out_buf, sizeof out_buf);
+		if (rc == 0)
 			return 0;
 		/* FALLTHROUGH */
 	case 1:
+		secret_wipe(out_buf, sizeof out_buf);
 		perror("mlauth: cannot write to standard output");
 		return 1;
 	}

@@ -42,5 +42,11 @@ secret_protect_process(void)
 		core.rlim_cur = 0;
 		(void)setrlimit(RLIMIT_CORE, &core);
 	}
+	secret_undumpable();
+}
+
+void
+secret_undumpable(void)
+{
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }

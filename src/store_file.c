@@ -70,6 +70,14 @@ path_dir(const char *path)
  * invalid and must be ignored; honouring it would put tokens wherever the
  * current directory happens to be.  Allocated.
  */
+bool
+store_file_base_from_env(void)
+{
+	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+
+	return (xdg != NULL && xdg[0] == '/') || (home != NULL && home[0] == '/');
+}
+
 static int
 state_base(char **out, struct ml_err *err)
 {
@@ -82,7 +90,7 @@ state_base(char **out, struct ml_err *err)
 		*out = strdup(xdg);
 		goto out;
 	}
-	if (home == NULL || home[0] != '/') {
+	if (!store_file_base_from_env()) {
 		pw = getpwuid(geteuid());
 		if (pw == NULL || pw->pw_dir == NULL || pw->pw_dir[0] != '/')
 			return err_set(err, ML_ESTORE, "cannot find the state directory: "

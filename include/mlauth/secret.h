@@ -12,5 +12,12 @@ void secret_free(char *s);
 void secret_wipe(void *p, size_t n);
 /* Make the process non-dumpable and disable core files: called before secrets are held. */
 void secret_protect_process(void);
+/*
+ * Non-dumpable alone (PR_SET_DUMPABLE 0): no core file, no ptrace or
+ * /proc/PID/mem by the same user.  The kernel writes no core for a
+ * non-dumpable process whatever its core limit (fs/coredump.c), so the front,
+ * which execs nothing while it holds a token, needs no more.
+ */
+void secret_undumpable(void);
 
 #endif

@@ -87,6 +87,11 @@ extern const struct store_secret_ops store_secret_module;
 /* The file backend (store_file.c). */
 /* $XDG_STATE_HOME/mlauth/PROFILE.json (allocated); creates nothing. */
 int store_file_path(const char *profile, char **path, struct ml_err *err);
+/*
+ * Whether store_file_path finds its directory in the environment
+ * (XDG_STATE_HOME or HOME); otherwise it asks the password database.
+ */
+bool store_file_base_from_env(void);
 int store_file_load(const char *path, char **json, struct ml_err *err);
 int store_file_save(const char *path, const char *json, struct ml_err *err);
 int store_file_delete(const char *path, bool *found, struct ml_err *err);

@@ -25,6 +25,11 @@ test('the front binary links nothing heavy', async () => {
   assert.equal(r.code, 0);
   for (const lib of ['libcurl', 'libsecret', 'libgio', 'libcrypto', 'libssl', 'libgnutls'])
     assert.ok(!r.out.includes(lib), `${lib} in: ${r.out}`);
+  // A static front (ldd: "statically linked") must not carry them inside either.
+  const nm = await tool('nm', [MLAUTH_BIN], {});
+  assert.equal(nm.code, 0, nm.err);
+  for (const sym of [/ curl_easy_/, / secret_service_/, / g_dbus_/, / EVP_/])
+    assert.ok(!sym.test(nm.out), `${sym} in the front`);
 });
 
 test('a cached token is served without the keyring (no D-Bus on the fast path)', async () => {

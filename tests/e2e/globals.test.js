@@ -114,3 +114,15 @@ test('usage errors after the command name the option', async () => {
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout, '-p x\n');
 });
+
+test('with neither HOME nor XDG_STATE_HOME the static front asks no password database', async () => {
+  // The front is a static binary: getpwuid there would need glibc's NSS modules at run time.
+  const { HOME: _h, XDG_STATE_HOME: _s, ...env } = s.env;
+  const a = await tool(FRONT_ALONE, ['token'], { LANG: 'C.UTF-8', ...env });
+  assert.equal(a.code, 1);
+  assert.match(a.err, /cannot run .*mlauth-helper/);
+  const front = await run(['token'], { env });
+  const helper = await tool(HELPER, ['token'], { LANG: 'C.UTF-8', ...env });
+  assert.equal(front.code, helper.code);
+  assert.equal(front.stdout, helper.out);
+});
