@@ -21,6 +21,10 @@ PKG_LIBS   := $(shell pkg-config --libs glib-2.0 jansson libkeyutils libqrencode
 HELPER_LIBS := $(shell pkg-config --libs glib-2.0 libqrencode 2>/dev/null) \
                -Wl,-Bstatic -ljansson -lkeyutils -Wl,-Bdynamic
 SECRET_LIBS := $(shell pkg-config --libs libsecret-1 gio-2.0 glib-2.0 2>/dev/null)
+# libjwt and libcrypto (~2 ms to load) only in the signature module mlauth-jwt.so, which
+# verify.c opens when a token is validated (login, status --verify).
+JWT_CFLAGS := $(shell pkg-config --cflags libjwt libcrypto 2>/dev/null)
+JWT_LIBS   := $(shell pkg-config --libs libjwt libcrypto 2>/dev/null)
 # The front binary serves cached tokens: only what starts in well under a millisecond.
 # GLib (for GKeyFile), jansson and libkeyutils are linked in statically: no symbol
 # lookups at start-up and only the pages it touches, which make bench measures (start-up
@@ -46,7 +50,7 @@ ALL_CFLAGS  = $(OPT) $(WARN) $(HARDEN) $(SAN) -D_POSIX_C_SOURCE=200809L \
               -DMLAUTH_VERSION='"$(VERSION)"' -Iinclude $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = -pie -Wl,-z,relro,-z,now $(SAN) $(LDFLAGS)
 
-LIB_SRC   := $(filter-out src/main.c src/front.c src/cmd_%.c src/store_secret.c,$(wildcard src/*.c))
+LIB_SRC   := $(filter-out src/main.c src/front.c src/cmd_%.c src/store_secret.c src/jwt_sig.c,$(wildcard src/*.c))
 CMD_SRC   := src/main.c $(wildcard src/cmd_*.c)
 LIB_OBJ   := $(LIB_SRC:src/%.c=$(B)/%.o)
 CMD_OBJ   := $(CMD_SRC:src/%.c=$(B)/%.o)
@@ -62,10 +66,12 @@ SECRET_MOD := $(dir $(BIN))mlauth-secret.so
 # links with -z defs: a missing symbol fails the build, not a run.  (Not under a
 # sanitizer: clang leaves the runtime's symbols to the executable.)
 SECRET_MOD_OBJ := $(addprefix $(B)/pic/,store_secret.o err.o secret.o)
+JWT_MOD   := $(dir $(BIN))mlauth-jwt.so
+JWT_MOD_OBJ := $(addprefix $(B)/pic/,jwt_sig.o err.o)
 
 .PHONY: all deps check unit e2e asan demo bench install uninstall clean
 
-all: $(BIN) $(HELPER) $(SECRET_MOD)
+all: $(BIN) $(HELPER) $(SECRET_MOD) $(JWT_MOD)
 
 # Two link lines, one library: the front (mlauth) and the helper that has the network
 # and the Secret Service (installed as libexec/mlauth/mlauth-helper).
@@ -78,6 +84,12 @@ $(HELPER): $(CMD_OBJ) $(B)/libmlauth.a
 $(SECRET_MOD): $(SECRET_MOD_OBJ)
 	$(CC) -shared -Wl,-z,relro,-z,now$(if $(SAN),,$(comma)-z$(comma)defs) $(SAN) $(LDFLAGS) \
 	    -o $@ $(SECRET_MOD_OBJ) $(SECRET_LIBS)
+
+$(JWT_MOD): $(JWT_MOD_OBJ)
+	$(CC) -shared -Wl,-z,relro,-z,now$(if $(SAN),,$(comma)-z$(comma)defs) $(SAN) $(LDFLAGS) \
+	    -o $@ $(JWT_MOD_OBJ) $(JWT_LIBS)
+
+$(B)/pic/jwt_sig.o: ALL_CFLAGS += $(JWT_CFLAGS)
 
 $(B)/pic/%.o: src/%.c $(wildcard include/mlauth/*.h) | $(B)/pic
 	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
@@ -121,7 +133,7 @@ check: deps
 unit: $(UNIT_BIN)
 	@sh tests/unit/run.sh $(UNIT_BIN)
 
-e2e: $(BIN) $(HELPER) $(B)/tests/no-keyctl
+e2e: $(BIN) $(HELPER) $(JWT_MOD) $(B)/tests/no-keyctl
 	MLAUTH_BIN=$(abspath $(BIN)) NO_KEYCTL=$(abspath $(B)/tests/no-keyctl) \
 	    node --test --test-concurrency=2 tests/e2e/
 
@@ -141,6 +153,7 @@ install: all
 	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/mlauth
 	install -m 0755 $(HELPER) $(DESTDIR)$(LIBEXECDIR)/mlauth/mlauth-helper
 	install -m 0644 $(SECRET_MOD) $(DESTDIR)$(LIBEXECDIR)/mlauth/mlauth-secret.so
+	install -m 0644 $(JWT_MOD) $(DESTDIR)$(LIBEXECDIR)/mlauth/mlauth-jwt.so
 	install -m 0644 man/mlauth.1 $(DESTDIR)$(MANDIR)/man1/mlauth.1
 	install -d $(DESTDIR)$(DATADIR)/bash-completion/completions \
 	    $(DESTDIR)$(DATADIR)/zsh/site-functions $(DESTDIR)$(DATADIR)/fish/vendor_completions.d
@@ -151,13 +164,14 @@ install: all
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/mlauth $(DESTDIR)$(LIBEXECDIR)/mlauth/mlauth-helper \
 	    $(DESTDIR)$(LIBEXECDIR)/mlauth/mlauth-secret.so \
+	    $(DESTDIR)$(LIBEXECDIR)/mlauth/mlauth-jwt.so \
 	    $(DESTDIR)$(MANDIR)/man1/mlauth.1 \
 	    $(DESTDIR)$(DATADIR)/bash-completion/completions/mlauth \
 	    $(DESTDIR)$(DATADIR)/zsh/site-functions/_mlauth \
 	    $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/mlauth.fish
 
 clean:
-	rm -rf build build-asan build-clang build-vg mlauth mlauth-helper mlauth-secret.so
+	rm -rf build build-asan build-clang build-vg mlauth mlauth-helper mlauth-secret.so mlauth-jwt.so
 
 # ---- fuzz (begin): libFuzzer targets of tests/fuzz/, owned by the fuzzing work ----
 # `make fuzz FUZZ_SECONDS=N` builds every tests/fuzz/fuzz_NAME.c with clang's libFuzzer,

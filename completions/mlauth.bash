@@ -121,7 +121,7 @@ _mlauth()
 				mapfile -t cands < <(compgen -W "-H --header -j --json --format -m --min-valid
 				    --no-refresh -h --help" -- "$cur")
 			fi ;;
-		status) [[ $cur == -* ]] && mapfile -t cands < <(compgen -W "-j --json -h --help" -- "$cur") ;;
+		status) [[ $cur == -* ]] && mapfile -t cands < <(compgen -W "-j --json --verify -h --help" -- "$cur") ;;
 		logout) [[ $cur == -* ]] && mapfile -t cands < <(compgen -W "-l --local -h --help" -- "$cur") ;;
 		send)
 			if [[ $prev == --body ]]; then

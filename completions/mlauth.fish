@@ -214,6 +214,7 @@ complete -c mlauth -n '__mlauth_using doctor' -s j -l json -d 'Print the report 
 
 # status, logout, config, help
 complete -c mlauth -n '__mlauth_using status' -s j -l json -d 'Print as JSON'
+complete -c mlauth -n '__mlauth_using status' -l verify -d 'Check the access token against the provider keys'
 complete -c mlauth -n '__mlauth_using logout' -s l -l local -d 'Only delete the stored tokens'
 complete -c mlauth -n '__mlauth_using config' -s j -l json -d 'Print all settings as JSON'
 complete -c mlauth -n '__mlauth_using config; and test (__mlauth_operands) -eq 0' -a "$__mlauth_settings" -d Setting

@@ -16,6 +16,7 @@
 #include "mlauth/term.h"
 #include "mlauth/token.h"
 #include "mlauth/util.h"
+#include "mlauth/verify.h"
 
 extern char **environ;
 
@@ -236,6 +237,7 @@ exec_login(struct cmd_ctx *ctx, int argc, char **argv)
 	struct waiting w;
 	bool browser = true, force = false, qr = false, store_open_ok = false;
 	const char *scope, *url, *bold, *plain;
+	int64_t discovered_at;
 	int c, status, lockfd = -1;
 
 	while ((c = cmd_getopt(ctx, argc, argv, &status)) != -1) {
@@ -281,6 +283,7 @@ exec_login(struct cmd_ctx *ctx, int argc, char **argv)
 	if ((status = http_global_init(&err)) != ML_OK ||
 	    (status = oidc_discover(&ho, ctx->cfg.issuer, &p, &err)) != ML_OK)
 		goto fail;
+	discovered_at = util_now();
 	scope = ctx->cfg.scope;
 	status = oidc_device_start(&ho, &p, ctx->cfg.client_id, scope, &d, &err);
 	if (status == ML_EUSAGE && strstr(err.msg, "invalid_scope") != NULL &&
@@ -318,6 +321,13 @@ exec_login(struct cmd_ctx *ctx, int argc, char **argv)
 
 	if ((status = poll_until_done(ctx, &ho, &p, &d, &w, &t, &err)) != ML_OK)
 		goto fail;
+	/* OIDC Core 3.1.3.7: tokens that come with an invalid ID token are not kept. */
+	if (t.id_token != NULL && (status = verify_id_token(&ho, &p, ctx->cfg.client_id,
+	    t.id_token, discovered_at, &err)) != ML_OK) {
+		err_prefix(&err, status == ML_EFAIL ? "login refused, nothing stored" :
+		    "login not finished, nothing stored");
+		goto fail;
+	}
 	/*
 	 * Saved under the profile's lock: a refresh in flight would otherwise
 	 * write the old session back over the new one.  A refresh that starts

@@ -6,13 +6,18 @@
 #include <jansson.h>
 
 #include "mlauth/cmd.h"
+#include "mlauth/http.h"
 #include "mlauth/jwt.h"
 #include "mlauth/store.h"
 #include "mlauth/token.h"
 #include "mlauth/util.h"
+#include "mlauth/verify.h"
+
+enum { OPT_VERIFY = 256 };
 
 static const struct option options[] = {
 	{ "json", no_argument, NULL, 'j' },
+	{ "verify", no_argument, NULL, OPT_VERIFY },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -21,7 +26,35 @@ struct view {
 	int64_t now;
 	bool session_ok;	/* a token or a refresh still works */
 	bool would_refresh;
+	bool verify;		/* --verify: the rest is its outcome */
+	int verify_rc;		/* ML_OK: verified */
+	struct jwt_header head;
+	struct ml_err verify_err;
 };
+
+/*
+ * --verify: the access token checked against the provider's keys, fetched
+ * now (the only network use of status).  The outcome is kept in v.
+ */
+static void
+verify_now(struct cmd_ctx *ctx, const struct record *r, struct view *v)
+{
+	struct oidc_provider p;
+	struct http_opts ho;
+	int64_t discovered_at;
+
+	memset(&p, 0, sizeof p);
+	err_clear(&v->verify_err);
+	v->verify = true;
+	token_http_opts(&ctx->cfg, ctx->verbose, &ho);
+	if ((v->verify_rc = http_global_init(&v->verify_err)) == ML_OK &&
+	    (v->verify_rc = oidc_discover(&ho, r->issuer, &p, &v->verify_err)) == ML_OK) {
+		discovered_at = util_now();
+		v->verify_rc = verify_access_token(&ho, &p, r->client_id, r->access_token,
+		    discovered_at, &v->head, &v->verify_err);
+	}
+	oidc_provider_free(&p);
+}
 
 static void
 describe(const struct record *r, const struct jwt_claims *at, const struct jwt_claims *id,
@@ -53,6 +86,13 @@ print_json(const struct config *cfg, const struct store *st, const struct record
 	    "would_refresh", v->would_refresh, "logged_in", v->session_ok,
 	    "store", store_describe(st));
 
+	if (o != NULL && v->verify &&
+	    (json_object_set_new(o, "verified", json_boolean(v->verify_rc == ML_OK)) != 0 ||
+	    json_object_set_new(o, "verify_error", v->verify_rc == ML_OK ? json_null() :
+	    json_string(v->verify_err.msg)) != 0)) {
+		json_decref(o);
+		return ML_EFAIL;
+	}
 	if (o == NULL || json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) {
 		json_decref(o);
 		return ML_EFAIL;
@@ -98,6 +138,14 @@ print_text(const struct config *cfg, const struct store *st, const struct record
 	printf("Store:        %s\n", store_describe(st));
 	printf("Refresh:      %s\n", v->would_refresh ? "due now (mlauth token will refresh)" :
 	    "not needed yet");
+	if (!v->verify)
+		return;
+	if (v->verify_rc == ML_OK)
+		printf("Verified:     yes: signed with the provider's key (%s%s%s), issuer and "
+		    "expiry check out\n", v->head.alg, v->head.kid[0] ? ", key id " : "",
+		    v->head.kid);
+	else
+		printf("Verified:     NO: %s\n", v->verify_err.msg);
 }
 
 static int
@@ -108,7 +156,7 @@ exec_status(struct cmd_ctx *ctx, int argc, char **argv)
 	struct store st;
 	struct ml_err err;
 	struct view v;
-	bool json = false;
+	bool json = false, verify = false;
 	int c, status;
 
 	while ((c = cmd_getopt(ctx, argc, argv, &status)) != -1) {
@@ -116,6 +164,8 @@ exec_status(struct cmd_ctx *ctx, int argc, char **argv)
 			return status;
 		if (c == 'j')
 			json = true;
+		if (c == OPT_VERIFY)
+			verify = true;
 	}
 	if (optind < argc)
 		return cmd_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
@@ -136,11 +186,17 @@ exec_status(struct cmd_ctx *ctx, int argc, char **argv)
 	if (r.id_token != NULL)
 		(void)jwt_claims_parse(r.id_token, &id, NULL);
 	describe(&r, &at, &id, ctx->cfg.min_valid, &v);
+	if (verify)
+		verify_now(ctx, &r, &v);
 	if (json)
 		status = print_json(&ctx->cfg, &st, &r, &v);
 	else
 		print_text(&ctx->cfg, &st, &r, &v);
-	if (status == ML_OK && !v.session_ok)
+	if (status == ML_OK && v.verify && v.verify_rc != ML_OK) {
+		err_prefix(&v.verify_err, v.verify_rc == ML_EFAIL ? "the access token failed "
+		    "verification" : "cannot verify the access token");
+		status = cmd_fail(ctx, &v.verify_err);
+	} else if (status == ML_OK && !v.session_ok)
 		status = ML_ELOGIN;
 out:
 	jwt_claims_free(&at);
@@ -153,12 +209,15 @@ out:
 const struct cmd_entry cmd_status_entry = {
 	.name = "status",
 	.summary = "who is logged in, until when, where the tokens are kept",
-	.usage = "[--json]",
+	.usage = "[--json] [--verify]",
 	.help =
 	    "Options:\n"
 	    "  -j, --json   print the same as JSON\n"
+	    "      --verify check the access token's signature, issuer and expiry against\n"
+	    "               the provider's published keys (asks the provider)\n"
 	    "\nNever prints a token.  Exit status 0 when the session is usable, 3 when\n"
-	    "not logged in or the session has expired.\n",
+	    "not logged in or the session has expired; with --verify, 1 when the token\n"
+	    "fails the check and 4 when the provider cannot be reached.\n",
 	.options = options,
 	.exec = exec_status,
 };

@@ -381,6 +381,44 @@ out:
 	return rc;
 }
 
+int
+oidc_jwks(const struct http_opts *o, const struct oidc_provider *p, char **body,
+    size_t *len, struct ml_err *err)
+{
+	struct http_request req = { 0 };
+	struct http_response resp = { 0 };
+	char origin[OIDC_ORIGIN_MAX];
+	int rc;
+
+	*body = NULL;
+	*len = 0;
+	if (p->jwks_uri == NULL)
+		return err_set(err, ML_EFAIL, "the identity provider publishes no signing keys "
+		    "(no jwks_uri in its discovery document)");
+	http_url_origin(p->jwks_uri, origin, sizeof origin);
+	req.method = "GET";
+	req.url = p->jwks_uri;
+	req.headers = oidc_accept_json;
+	if ((rc = http_perform(o, &req, &resp, err)) != ML_OK)
+		goto out;
+	if (resp.status >= 300 && resp.status < 400)
+		rc = oidc_redirect_error(p->jwks_uri, resp.status, err);
+	else if (resp.status == 429 || resp.status >= 500)
+		rc = err_set(err, ML_ENET, "the identity provider at %s is unavailable (HTTP %ld)",
+		    origin, resp.status);
+	else if (resp.status != 200)
+		rc = err_set(err, ML_EFAIL, "the signing keys at %s answered HTTP %ld", origin,
+		    resp.status);
+	else {
+		*body = resp.body;
+		*len = resp.len;
+		resp.body = NULL;
+	}
+out:
+	http_response_free(&resp);
+	return rc;
+}
+
 /* ---- device flow ---- */
 
 void

@@ -3,8 +3,6 @@
  * The policy lives here; the backends (store_secret.c, store_file.c) only
  * know how to talk to theirs.
  */
-#include <dlfcn.h>
-#include <errno.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -15,15 +13,13 @@
 
 #include "mlauth/config.h"
 #include "mlauth/err.h"
+#include "mlauth/module.h"
 #include "mlauth/store.h"
 
 #define STORE_SECRET_MODULE	"mlauth-secret.so"
 
 /*
- * The Secret Service module, opened on first use from the program's own
- * directory (where make and make install put it beside mlauth-helper), so a
- * moved or staged tree finds its own.  Never closed: GLib's type system
- * cannot unload the types libsecret registers.  A module that cannot be
+ * The Secret Service module, opened on first use.  A module that cannot be
  * opened is a broken installation, and says so: falling back to the file
  * would write tokens to disk on a machine that has a keyring.
  */
@@ -31,35 +27,16 @@ static int
 secret_module(const struct store_secret_ops **ops, struct ml_err *err)
 {
 	static const struct store_secret_ops *mod;
-	char exe[PATH_MAX], path[PATH_MAX];
-	const struct store_secret_ops *m;
-	const char *slash;
-	void *h;
-	ssize_t n;
+	const void *m;
+	int rc;
 
-	if (mod != NULL) {
-		*ops = mod;
-		return ML_OK;
+	if (mod == NULL) {
+		if ((rc = module_open(STORE_SECRET_MODULE, "the Secret Service module",
+		    "store_secret_module", STORE_SECRET_ABI, &m, err)) != ML_OK)
+			return rc;
+		mod = m;
 	}
-	if ((n = readlink("/proc/self/exe", exe, sizeof exe - 1)) <= 0)
-		return err_set(err, ML_EFAIL, "cannot find the Secret Service module: "
-		    "/proc/self/exe: %s", n < 0 ? strerror(errno) : "empty");
-	exe[n] = '\0';
-	slash = strrchr(exe, '/');
-	if (snprintf(path, sizeof path, "%.*s/%s", slash != NULL ? (int)(slash - exe) : 1,
-	    slash != NULL ? exe : ".", STORE_SECRET_MODULE) >= (int)sizeof path)
-		return err_set(err, ML_EFAIL, "cannot find the Secret Service module: "
-		    "path too long");
-	if ((h = dlopen(path, RTLD_LAZY | RTLD_LOCAL)) == NULL)
-		return err_set(err, ML_EFAIL, "cannot load the Secret Service module: %s "
-		    "(reinstall mlauth)", dlerror());
-	m = dlsym(h, "store_secret_module");
-	if (m == NULL || m->abi != STORE_SECRET_ABI) {
-		(void)dlclose(h);
-		return err_set(err, ML_EFAIL, "%s is not this mlauth's Secret Service module "
-		    "(reinstall mlauth)", path);
-	}
-	*ops = mod = m;
+	*ops = mod;
 	return ML_OK;
 }
 

@@ -66,6 +66,12 @@ int oidc_discover(const struct http_opts *o, const char *issuer,
 int oidc_discovery_parse(const char *buf, size_t len, const char *issuer,
     struct oidc_provider *p, struct ml_err *err);
 void oidc_provider_free(struct oidc_provider *p);
+/*
+ * The provider's JWKS (its jwks_uri), the raw 200 answer in *body (allocated,
+ * free it); ML_EFAIL when it offers none or refuses, ML_ENET when unreachable.
+ */
+int oidc_jwks(const struct http_opts *o, const struct oidc_provider *p, char **body,
+    size_t *len, struct ml_err *err);
 
 /*
  * Device authorization request (scope NULL or "" leaves it out); an

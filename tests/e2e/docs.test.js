@@ -333,7 +333,7 @@ test('make install puts every file in place; the installed mlauth runs its libex
     const tree = join(home.dir, 'tree');
     const treeVars = [`B=${tree}`, `BIN=${tree}/mlauth`];
     cpSync(resolve(REPO, await makeVar('B')), tree, { recursive: true, preserveTimestamps: true });
-    for (const v of ['BIN', 'HELPER', 'SECRET_MOD']) {
+    for (const v of ['BIN', 'HELPER', 'SECRET_MOD', 'JWT_MOD']) {
       const from = resolve(REPO, await makeVar(v));
       copyFileSync(from, join(tree, basename(from)));
       const { atime, mtime } = statSync(from);
@@ -355,6 +355,7 @@ test('make install puts every file in place; the installed mlauth runs its libex
       bin: src('/usr/bin/mlauth'),
       helper: src('/usr/libexec/mlauth/mlauth-helper'),
       module: src('/usr/libexec/mlauth/mlauth-secret.so', '0644'),
+      jwtModule: src('/usr/libexec/mlauth/mlauth-jwt.so', '0644'),
     };
     const before = { bin: statSync(built.bin).mtimeMs, helper: statSync(built.helper).mtimeMs };
 
@@ -374,6 +375,7 @@ test('make install puts every file in place; the installed mlauth runs its libex
       'usr/bin/mlauth': { mode: 0o755, from: built.bin },
       'usr/libexec/mlauth/mlauth-helper': { mode: 0o755, from: built.helper },
       'usr/libexec/mlauth/mlauth-secret.so': { mode: 0o644, from: built.module },
+      'usr/libexec/mlauth/mlauth-jwt.so': { mode: 0o644, from: built.jwtModule },
       'usr/share/man/man1/mlauth.1': { mode: 0o644, from: MAN },
       'usr/share/bash-completion/completions/mlauth': { mode: 0o644, from: BASH },
       'usr/share/zsh/site-functions/_mlauth': { mode: 0o644, from: ZSH },

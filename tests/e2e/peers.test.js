@@ -193,7 +193,7 @@ describe('OpenID Provider', () => {
     await fetch(`${op.issuer}/.well-known/openid-configuration`);
     assert.deepEqual(await op.counters(), {
       discovery: 1, device_authorization: 1, token: 3, device_token: 1, refresh: 2,
-      revocation: 1, refresh_errors: 1,
+      revocation: 1, refresh_errors: 1, held: 0, jwks: 0,
     });
   });
 

@@ -1,5 +1,4 @@
 /* JWT claims: good tokens of both header types, and hostile input. */
-#define _GNU_SOURCE	/* strchrnul */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,22 +8,11 @@
 #include "unit.h"
 #include "mlauth/jwt.h"
 
-static char *
-b64url(const char *s)
-{
-	char *b = g_base64_encode((const guchar *)s, strlen(s));
-
-	for (char *p = b; *p; p++)
-		*p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
-	*strchrnul(b, '=') = '\0';
-	return b;
-}
-
 /* A token signed with nothing: the signature part is never looked at. */
 static char *
 make_token(const char *header, const char *payload)
 {
-	char *h = b64url(header), *p = b64url(payload);
+	char *h = unit_b64url(header), *p = unit_b64url(payload);
 	char *t = g_strdup_printf("%s.%s.c2lnbmF0dXJl", h, p);
 
 	g_free(h);
@@ -139,6 +127,99 @@ odd_claim_types_ignored(void **state)
 	g_free(t);
 }
 
+static void
+aud_and_header(void **state)
+{
+	char *one = make_token("{\"alg\":\"RS256\",\"kid\":\"k-1\",\"typ\":\"JWT\"}",
+	    "{\"aud\":\"MLAAS-CLI-API\",\"nbf\":5}");
+	char *list = make_token("{\"alg\":\"ES256\"}", "{\"aud\":[\"a\",7,\"b\"]}");
+	char *bad = make_token("{\"alg\":\"RS\\n256\"}", "{}");
+	char *noalg = make_token("{\"kid\":\"k\"}", "{}");
+	struct jwt_claims c;
+	struct jwt_header h;
+	struct ml_err err;
+
+	assert_int_equal(jwt_claims_parse(one, &c, &err), ML_OK);
+	assert_non_null(c.aud);
+	assert_string_equal(c.aud[0], "MLAAS-CLI-API");
+	assert_null(c.aud[1]);
+	assert_int_equal(c.nbf, 5);
+	jwt_claims_free(&c);
+	assert_int_equal(jwt_claims_parse(list, &c, &err), ML_OK);
+	assert_string_equal(c.aud[0], "a");
+	assert_string_equal(c.aud[1], "b");	/* the number is skipped */
+	assert_null(c.aud[2]);
+	jwt_claims_free(&c);
+
+	assert_int_equal(jwt_header_parse(one, &h, &err), ML_OK);
+	assert_string_equal(h.alg, "RS256");
+	assert_string_equal(h.kid, "k-1");
+	assert_string_equal(h.typ, "JWT");
+	assert_int_equal(jwt_header_parse(list, &h, &err), ML_OK);
+	assert_string_equal(h.kid, "");
+	assert_int_equal(jwt_header_parse(bad, &h, &err), ML_EFAIL);
+	msg_has(err.msg, "unprintable");
+	assert_int_equal(jwt_header_parse(noalg, &h, &err), ML_EFAIL);
+	msg_has(err.msg, "no usable algorithm");
+	assert_int_equal(jwt_header_parse("a.b", &h, &err), ML_EFAIL);
+	g_free(one);
+	g_free(list);
+	g_free(bad);
+	g_free(noalg);
+}
+
+/* The claims of OIDC Core 3.1.3.7, one failing at a time. */
+static void
+claims_checked(void **state)
+{
+	char *aud[] = { "account", "MLAAS-CLI-API", NULL }, *other[] = { "account", NULL };
+	struct jwt_claims c = {
+		.exp = 2000, .iat = 1000, .iss = "https://kc/realms/V", .azp = "MLAAS-CLI-API",
+		.aud = aud,
+	};
+	struct jwt_expect x = {
+		.issuer = "https://kc/realms/V", .audience = "MLAAS-CLI-API",
+		.azp = "MLAAS-CLI-API", .now = 1500, .leeway = 60,
+	};
+	struct ml_err err;
+
+	assert_int_equal(jwt_claims_check(&c, &x, &err), ML_OK);
+	x.now = 2059;		/* within the leeway */
+	assert_int_equal(jwt_claims_check(&c, &x, &err), ML_OK);
+	x.now = 2060;
+	assert_int_equal(jwt_claims_check(&c, &x, &err), ML_EFAIL);
+	msg_has(err.msg, "it expired 60 s ago (exp)");
+	x.now = 939;
+	assert_int_equal(jwt_claims_check(&c, &x, &err), ML_EFAIL);
+	msg_has(err.msg, "issued 61 s in the future (iat)");
+	x.now = 1500;
+	c.nbf = 1600;
+	assert_int_equal(jwt_claims_check(&c, &x, &err), ML_EFAIL);
+	msg_has(err.msg, "(nbf)");
+	c.nbf = 0;
+	c.aud = other;
+	assert_int_equal(jwt_claims_check(&c, &x, &err), ML_EFAIL);
+	msg_has(err.msg, "audience (aud) does not include MLAAS-CLI-API");
+	c.aud = NULL;
+	assert_int_equal(jwt_claims_check(&c, &x, &err), ML_EFAIL);
+	x.audience = NULL;	/* an access token: aud is the API's business */
+	assert_int_equal(jwt_claims_check(&c, &x, &err), ML_OK);
+	c.azp = "BT-CLI-API";
+	assert_int_equal(jwt_claims_check(&c, &x, &err), ML_EFAIL);
+	msg_has(err.msg, "issued to client BT-CLI-API (azp)");
+	c.azp = NULL;		/* azp is checked only when present */
+	assert_int_equal(jwt_claims_check(&c, &x, &err), ML_OK);
+	c.iss = "https://kc/realms/Other\x1b[2J";
+	assert_int_equal(jwt_claims_check(&c, &x, &err), ML_EFAIL);
+	msg_has(err.msg, "issued by (unprintable), not https://kc/realms/V");
+	c.iss = NULL;
+	assert_int_equal(jwt_claims_check(&c, &x, &err), ML_EFAIL);
+	c.iss = "https://kc/realms/V";
+	c.exp = 0;
+	assert_int_equal(jwt_claims_check(&c, &x, &err), ML_EFAIL);
+	msg_has(err.msg, "no expiry");
+}
+
 int
 main(void)
 {
@@ -147,6 +228,8 @@ main(void)
 		cmocka_unit_test(rfc9068_header_accepted),
 		cmocka_unit_test(malformed_tokens),
 		cmocka_unit_test(odd_claim_types_ignored),
+		cmocka_unit_test(aud_and_header),
+		cmocka_unit_test(claims_checked),
 	};
 
 	return cmocka_run_group_tests_name("jwt", tests, NULL, NULL);

@@ -24,4 +24,18 @@ msg_lacks(const char *msg, const char *needle)
 		fail_msg("'%s' shows '%s'", msg, needle);
 }
 
+#ifdef __G_LIB_H__
+/* s in base64url without padding (JWT segments); g_free it.  For files that use GLib. */
+static inline char *
+unit_b64url(const char *s)
+{
+	char *b = g_base64_encode((const guchar *)s, strlen(s)), *p;
+
+	for (p = b; *p != '\0' && *p != '='; p++)
+		*p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
+	*p = '\0';
+	return b;
+}
+#endif
+
 #endif

@@ -87,10 +87,15 @@ const knobs = {
   hold: null,
   dateSkew: 0,
   scopeRejectOffline: false,
+  // A forged ID token in device-flow token answers: one of FORGERIES' names, or null.
+  idTokenFault: null,
+  // The key set at jwks_uri: 'other-key' = a stranger's key under the real key's kid,
+  // 'unavailable' = HTTP 503.
+  jwksFault: null,
 };
 
 const COUNTER_NAMES = ['discovery', 'device_authorization', 'token', 'device_token', 'refresh',
-  'revocation', 'refresh_errors', 'held'];
+  'revocation', 'refresh_errors', 'held', 'jwks'];
 let counters = zeroCounters();
 
 function int(s) {
@@ -116,12 +121,57 @@ const sleep = (ms) => new Promise((r) => { setTimeout(r, ms); });
 
 // ---- the provider ------------------------------------------------------------------------
 
+const b64json = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+
+// ID tokens a client must refuse (OIDC Core 3.1.3.7), made from a real one. `keys` holds the
+// provider's private key and public JWK and a stranger's key pair.
+const FORGERIES = {
+  signature: (tok) => {
+    const [h, p, s] = tok.split('.');
+    const sig = Buffer.from(s, 'base64url');
+    sig[sig.length >> 1] ^= 1;
+    return `${h}.${p}.${sig.toString('base64url')}`;
+  },
+  aud: (tok, k, h, p) => resign(k.key, h, { ...p, aud: 'another-client' }),
+  iss: (tok, k, h, p) => resign(k.key, h, { ...p, iss: 'http://127.0.0.1:1/realms/other' }),
+  azp: (tok, k, h, p) => resign(k.key, h, { ...p, aud: [p.aud].flat().concat('x'), azp: 'another-client' }),
+  expired: (tok, k, h, p) => {
+    const now = Math.floor(Date.now() / 1000);
+    return resign(k.key, h, { ...p, iat: now - 7200, exp: now - 3600 });
+  },
+  'unknown-kid': (tok, k, h, p) => resign(k.key, { ...h, kid: 'no-such-key' }, p),
+  'other-key': (tok, k, h, p) => resign(k.strangerKey, h, p),
+  none: (tok, k, h, p) => `${b64json({ alg: 'none', typ: 'JWT' })}.${b64json(p)}.`,
+  // The provider's public key used as an HMAC secret: the classic algorithm confusion.
+  hs256: async (tok, k, h, p) => new jose.SignJWT(p).setProtectedHeader({ ...h, alg: 'HS256' })
+    .sign(Buffer.from(k.publicPem)),
+};
+
+function resign(key, header, payload) {
+  return new jose.SignJWT(payload).setProtectedHeader(header).sign(key);
+}
+
+async function forge(token, fault, keys) {
+  const make = FORGERIES[fault];
+  if (!make) throw new Error(`unknown idTokenFault ${fault}`);
+  const [h, p] = token.split('.').slice(0, 2).map((s) => JSON.parse(Buffer.from(s, 'base64url')));
+  return make(token, keys, h, p);
+}
+
 async function makeProvider(issuer) {
   // A fresh signing key per run: nothing to commit, nothing to leak.
   const { privateKey } = await jose.generateKeyPair('RS256', { extractable: true });
   const jwk = await jose.exportJWK(privateKey);
   jwk.kid = await jose.calculateJwkThumbprint(jwk);
   Object.assign(jwk, { alg: 'RS256', use: 'sig' });
+  const stranger = await jose.generateKeyPair('RS256', { extractable: true });
+  const { d, p, q, dp, dq, qi, ...publicJwk } = jwk;
+  const keys = {
+    key: privateKey,
+    strangerKey: stranger.privateKey,
+    publicPem: await jose.exportSPKI(await jose.importJWK(publicJwk, 'RS256')),
+    strangerJwks: { keys: [{ ...(await jose.exportJWK(stranger.publicKey)), kid: jwk.kid, alg: 'RS256', use: 'sig' }] },
+  };
 
   const provider = new Provider(issuer, {
     adapter: TestAdapter,
@@ -223,7 +273,19 @@ async function makeProvider(issuer) {
       ctx.body = { ...ctx.body, issuer: knobs.discoveryIssuer };
     } else if (route === 'device_authorization') {
       ctx.body = { ...ctx.body, interval: knobs.interval };
-    } else if (route === 'token' && ctx.body.refresh_token) {
+    } else if (route === 'jwks') {
+      counters.jwks += 1;
+      if (knobs.jwksFault === 'other-key') ctx.body = keys.strangerJwks;
+      if (knobs.jwksFault === 'unavailable') {
+        ctx.status = 503;
+        ctx.body = { error: 'temporarily_unavailable' };
+      }
+    }
+    if (route === 'token' && ctx.body.id_token && knobs.idTokenFault &&
+        ctx.oidc.params.grant_type === DEVICE_GRANT) {
+      ctx.body = { ...ctx.body, id_token: await forge(ctx.body.id_token, knobs.idTokenFault, keys) };
+    }
+    if (route === 'token' && ctx.body.refresh_token) {
       const rt = ctx.oidc.entities.RefreshToken;
       ctx.body = {
         ...ctx.body,
