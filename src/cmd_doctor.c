@@ -28,6 +28,7 @@
 #include "mlauth/messages.h"
 #include "mlauth/oidc.h"
 #include "mlauth/record.h"
+#include "mlauth/sanitize.h"
 #include "mlauth/store.h"
 #include "mlauth/token.h"
 #include "mlauth/util.h"
@@ -75,13 +76,21 @@ struct doctor {
 
 /* ---- collecting findings ---- */
 
-/* Control bytes (an environment value may hold any) become '?': a line stays one line. */
+/*
+ * In place, by the one rule for shown text (sanitize.h): an environment value
+ * or a server's words may hold anything, a line stays one line.
+ */
 static void
-printable(char *s)
+printable(char *s, size_t cap)
 {
-	for (; *s != '\0'; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			*s = '?';
+	char *copy = strdup(s);
+
+	if (copy == NULL) {
+		(void)snprintf(s, cap, "(out of memory)");
+		return;
+	}
+	(void)sanitize_str(copy, SAN_ONELINE | SAN_REDACT, s, cap);
+	free(copy);
 }
 
 static void
@@ -97,7 +106,7 @@ vformat(char *buf, size_t len, const char *fmt, va_list ap)
 		(void)snprintf(buf, len, "(cannot format)");
 	else if ((size_t)n >= len && len > 4)
 		memcpy(buf + len - 4, "...", 4);	/* cut, and visibly so */
-	printable(buf);
+	printable(buf, len);
 }
 
 static struct check *
@@ -156,7 +165,7 @@ mask_url(const char *url, char *out, size_t len)
 		(void)snprintf(out, len, "%s", url);
 	else
 		(void)snprintf(out, len, "%.*s***%s", (int)(auth - url), url, at);
-	printable(out);
+	printable(out, len);
 }
 
 static const char *
@@ -497,7 +506,7 @@ check_proxy(struct doctor *d)
 			continue;
 		if (strstr(*v, "no_proxy") != NULL || strstr(*v, "NO_PROXY") != NULL) {
 			(void)snprintf(shown, sizeof shown, "%s", val);
-			printable(shown);
+			printable(shown, sizeof shown);
 		} else {
 			mask_url(val, shown, sizeof shown);
 			any_proxy = true;

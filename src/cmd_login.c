@@ -12,6 +12,7 @@
 #include "mlauth/jwt.h"
 #include "mlauth/lock.h"
 #include "mlauth/oidc.h"
+#include "mlauth/sanitize.h"
 #include "mlauth/store.h"
 #include "mlauth/term.h"
 #include "mlauth/token.h"
@@ -197,7 +198,7 @@ print_welcome(struct cmd_ctx *ctx, const struct record *r)
 {
 	struct jwt_claims at, id;
 	const char *who, *email;
-	char until[32], session[48];
+	char until[32], session[48], shown_who[256], shown_email[256];
 
 	(void)jwt_claims_parse(r->access_token, &at, NULL);
 	memset(&id, 0, sizeof id);
@@ -217,9 +218,11 @@ print_welcome(struct cmd_ctx *ctx, const struct record *r)
 		util_format_time(r->refresh_expires_at, d, sizeof d);
 		(void)snprintf(session, sizeof session, "session until %s", d);
 	}
-	printf("Logged in as %s%s%s%s to %s; token valid until %s, %s\n", who,
-	    email ? " (" : "", email ? email : "", email ? ")" : "", r->issuer,
-	    until + 11, session);
+	/* The provider chose these claims: no terminal escapes from them. */
+	printf("Logged in as %s%s%s%s to %s; token valid until %s, %s\n",
+	    sanitize_str(who, SAN_ONELINE, shown_who, sizeof shown_who), email ? " (" : "",
+	    email ? sanitize_str(email, SAN_ONELINE, shown_email, sizeof shown_email) : "",
+	    email ? ")" : "", r->issuer, until + 11, session);
 	jwt_claims_free(&at);
 	jwt_claims_free(&id);
 }

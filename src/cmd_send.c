@@ -20,6 +20,7 @@
 #include "mlauth/cmd.h"
 #include "mlauth/http.h"
 #include "mlauth/messages.h"
+#include "mlauth/sanitize.h"
 #include "mlauth/secret.h"
 #include "mlauth/sse.h"
 #include "mlauth/store.h"
@@ -55,7 +56,40 @@ struct send {
 	struct ml_err stream_err;
 	bool printed;		/* output already reached stdout: no retry may repeat it */
 	bool text_ends_nl;
+	bool tty;		/* stdout is a terminal: the reply's text is sanitised */
+	struct sanitize_stream san;
 };
+
+/*
+ * The reply's text: byte for byte into a pipe or file, but to a terminal by
+ * the one rule for network text (sanitize.h), so a reply cannot set the
+ * title, write the clipboard or clear the screen.
+ */
+static int
+put_text(struct send *s, const char *text, size_t len)
+{
+	char out[1024 + SANITIZE_HELD];
+	size_t n;
+
+	if (!s->tty)
+		return fwrite(text, 1, len, stdout) == len ? 0 : -1;
+	for (size_t i = 0; i < len; i += 1024) {
+		n = sanitize_stream(&s->san, text + i, len - i < 1024 ? len - i : 1024, out);
+		if (fwrite(out, 1, n, stdout) != n)
+			return -1;
+	}
+	return 0;
+}
+
+/* A character the reply left unfinished, shown as '?'. */
+static void
+put_text_end(struct send *s)
+{
+	char out[SANITIZE_HELD];
+
+	if (s->tty)
+		(void)fwrite(out, 1, sanitize_stream_end(&s->san, out), stdout);
+}
 
 /* Read all of fd, at most cap bytes; *out is NUL-terminated and allocated. */
 static int
@@ -136,7 +170,7 @@ on_text(const char *text, size_t len, void *arg)
 
 	if (s->json || len == 0)
 		return 0;
-	if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0)
+	if (put_text(s, text, len) != 0 || fflush(stdout) != 0)
 		return ML_EFAIL;
 	s->printed = true;
 	s->text_ends_nl = text[len - 1] == '\n';
@@ -191,7 +225,9 @@ print_reply(struct send *s, const struct http_response *resp, struct ml_err *err
 				rc = err_set(err, ML_EFAIL, "cannot write to standard output");
 		} else {
 			n = strlen(r.text);
-			fputs(r.text, stdout);
+			if (put_text(s, r.text, n) != 0)
+				rc = err_set(err, ML_EFAIL, "cannot write to standard output");
+			put_text_end(s);
 			if (n == 0 || r.text[n - 1] != '\n')
 				putchar('\n');
 		}
@@ -246,6 +282,7 @@ finish_stream(struct send *s, const struct http_response *resp, struct ml_err *e
 	}
 	if ((rc = messages_stream_finish(&s->ms, err)) != ML_OK)
 		return rc;
+	put_text_end(s);
 	if (!s->json && (!s->printed || !s->text_ends_nl))
 		putchar('\n');
 	report_usage(s, &s->ms.reply, resp->request_id);
@@ -394,6 +431,7 @@ exec_send(struct cmd_ctx *ctx, int argc, char **argv)
 	int c, status;
 
 	memset(&s, 0, sizeof s);
+	s.tty = isatty(STDOUT_FILENO);
 	s.ctx = ctx;
 	s.req.model = ctx->cfg.model;
 	s.req.max_tokens = ctx->cfg.max_tokens;
@@ -471,6 +509,7 @@ exec_send(struct cmd_ctx *ctx, int argc, char **argv)
 		goto fail;
 	goto out;
 fail:
+	put_text_end(&s);
 	if (s.printed && !s.text_ends_nl && !s.json)
 		putchar('\n');
 	status = cmd_fail(ctx, &err);

@@ -8,6 +8,7 @@
 #include "mlauth/cmd.h"
 #include "mlauth/http.h"
 #include "mlauth/jwt.h"
+#include "mlauth/sanitize.h"
 #include "mlauth/store.h"
 #include "mlauth/token.h"
 #include "mlauth/util.h"
@@ -106,16 +107,19 @@ static void
 print_text(const struct config *cfg, const struct store *st, const struct record *r,
     const struct view *v)
 {
-	char at[32], in[32];
+	char at[32], in[32], user[256], email[256], scope[512];
 
 	printf("Profile:      %s\n", cfg->profile);
 	printf("Issuer:       %s\n", r->issuer);
 	printf("Client:       %s\n", r->client_id);
 	if (v->user != NULL || v->email != NULL)
-		printf("User:         %s%s%s%s\n", v->user ? v->user : "", v->email && v->user ?
-		    " (" : "", v->email ? v->email : "", v->email && v->user ? ")" : "");
-	if (v->scope != NULL)
-		printf("Scopes:       %s\n", v->scope);
+		printf("User:         %s%s%s%s\n",
+		    sanitize_str(v->user, SAN_ONELINE, user, sizeof user),
+		    v->email && v->user ? " (" : "",
+		    sanitize_str(v->email, SAN_ONELINE, email, sizeof email),
+		    v->email && v->user ? ")" : "");
+	if (v->scope != NULL)	/* claims are the provider's words: no escapes from them */
+		printf("Scopes:       %s\n", sanitize_str(v->scope, SAN_ONELINE, scope, sizeof scope));
 	util_format_time(r->expires_at, at, sizeof at);
 	util_format_duration(r->expires_at > v->now ? r->expires_at - v->now :
 	    v->now - r->expires_at, in, sizeof in);

@@ -6,6 +6,7 @@
  * profile, MLAUTH_* environment variables, the command line.  GKeyFile does
  * the parsing; this file only layers and checks.
  */
+#define _DEFAULT_SOURCE	/* realpath, S_ISVTX */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -259,8 +260,7 @@ config_path_unsafe(const char *path, bool is_file, const char *file, struct ml_e
 		    "could send your token anywhere; use a file of your own (chown, or remove it)",
 		    what, path, is_file ? "" : " of config file ", is_file ? "" : file,
 		    (long)st.st_uid);
-	/* 01000 is S_ISVTX, which POSIX alone does not define. */
-	if ((st.st_mode & 022) != 0 && !(S_ISDIR(st.st_mode) && (st.st_mode & 01000) &&
+	if ((st.st_mode & 022) != 0 && !(S_ISDIR(st.st_mode) && (st.st_mode & S_ISVTX) &&
 	    st.st_uid == 0))
 		return err_set(err, ML_EUSAGE, "%s %s%s%s is writable by others (mode %04o): it "
 		    "could send your token anywhere; run chmod go-w %s", what, path,

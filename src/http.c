@@ -15,6 +15,7 @@
 
 #include "mlauth/egress.h"
 #include "mlauth/http.h"
+#include "mlauth/sanitize.h"
 #include "mlauth/secret.h"
 
 #ifndef MLAUTH_VERSION
@@ -270,26 +271,56 @@ http_response_free(struct http_response *resp)
 
 /* ---- tracing (-vv) ---- */
 
+/*
+ * The trace's text by the one rule for shown text, UTF-8 kept readable.  The
+ * body is written a byte at a time where it is scrubbed, so a character
+ * split between calls is held here until its line ends.
+ */
+static struct sanitize_stream http_trace_san;
+
+static void
+http_trace_text(const char *s, size_t n)
+{
+	char out[256 + SANITIZE_HELD];
+
+	for (size_t i = 0; i < n; i += 256)
+		fwrite(out, 1, sanitize_stream(&http_trace_san, s + i, n - i < 256 ? n - i : 256,
+		    out), stderr);
+}
+
+static void
+http_trace_eol(void)
+{
+	char out[SANITIZE_HELD];
+
+	fwrite(out, 1, sanitize_stream_end(&http_trace_san, out), stderr);
+	putc('\n', stderr);
+}
+
 static void
 http_trace_write(const char *s, size_t n, const char *prefix, bool *bol)
 {
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
+	size_t i = 0, len;
 
-		if (c == '\r')
+	while (i < n) {
+		if (s[i] == '\r') {	/* CRLF ends a header line: the LF alone shows it */
+			i++;
 			continue;
+		}
 		if (*bol) {
 			fputs(prefix, stderr);
 			*bol = false;
 		}
-		if (c == '\n') {
-			putc('\n', stderr);
+		if (s[i] == '\n') {
+			http_trace_eol();
 			*bol = true;
-		} else if (c == '\t' || c >= 0x80 || http_printable(c)) {
-			putc(c, stderr);	/* UTF-8 text stays readable */
-		} else {
-			putc('.', stderr);	/* no terminal escapes from a server */
+			i++;
+			continue;
 		}
+		for (len = 0; i + len < n && s[i + len] != '\n' && s[i + len] != '\r'; len++)
+			;
+		http_trace_text(s + i, len);
+		i += len;
 	}
 }
 
@@ -434,7 +465,7 @@ http_trace_redacted(const char *b, size_t n, const char *prefix, const struct ht
 		}
 	}
 	if (!bol)
-		putc('\n', stderr);
+		http_trace_eol();
 }
 
 static void
@@ -523,7 +554,7 @@ http_debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *arg)
 	case CURLINFO_TEXT:
 		http_trace_scrubbed(data, size, "* ", &bol, &x->echo);
 		if (!bol)
-			putc('\n', stderr);
+			http_trace_eol();
 		break;
 	case CURLINFO_HEADER_OUT:
 		http_trace_headers(data, size, "> ", &x->echo);

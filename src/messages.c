@@ -19,6 +19,7 @@
 
 #include "mlauth/http.h"
 #include "mlauth/messages.h"
+#include "mlauth/sanitize.h"
 #include "mlauth/util.h"
 
 #define MSG_MAX_BODY		HTTP_MAX_BODY
@@ -27,8 +28,6 @@
 #define MSG_ITEM_MAX		72	/* one item of a 422 list: five fit in MSG_WHAT_MAX */
 #define MSG_ITEMS_MAX		5
 #define MSG_META_MAX		256	/* id, model, stop_reason */
-#define MSG_TOKENISH_RUN	40	/* a longer [A-Za-z0-9_+=-] run looks like a token */
-#define MSG_JWT_RUN		20	/* so does a shorter one that starts like a JWT ("eyJ") */
 #define MSG_MORE		"; \xe2\x80\xa6"	/* "; …" after the fifth item */
 #define MSG_BACKOFF_BASE_MS	500L
 #define MSG_BACKOFF_MAX_MS	30000L
@@ -36,149 +35,14 @@
 
 /* ---- one line of text from the server's words ---- */
 
-/*
- * A bounded line being built.  Whatever does not fit is cut and the line
- * ends in "...", so a hostile body cannot push the hint out of the message.
- */
-struct msg_text {
-	char *buf;
-	size_t cap;		/* bytes in buf, the NUL included */
-	size_t n;
-	bool cut;
-	bool in_utf8;		/* inside a multi-byte sequence already shown as '?' */
-};
-
-static void
-msg_text_init(struct msg_text *t, char *buf, size_t cap)
-{
-	t->buf = buf;
-	t->cap = cap;
-	t->n = 0;
-	t->cut = false;
-	t->in_utf8 = false;
-	buf[0] = '\0';
-}
-
-static void
-msg_text_byte(struct msg_text *t, char c)
-{
-	if (t->cut)
-		return;
-	if (t->n + 1 >= t->cap) {
-		t->cut = true;
-		return;
-	}
-	t->buf[t->n++] = c;
-	t->buf[t->n] = '\0';
-}
-
-/* Our own words, whole or not at all: a multi-byte "…" must never be cut in two. */
-static void
-msg_text_raw(struct msg_text *t, const char *s)
-{
-	size_t len = strlen(s);
-
-	if (t->cut)
-		return;
-	if (t->n + len >= t->cap) {
-		t->cut = true;
-		return;
-	}
-	memcpy(t->buf + t->n, s, len + 1);
-	t->n += len;
-}
-
-static bool
-msg_tokenish(unsigned char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-	    c == '_' || c == '-' || c == '+' || c == '=';
-}
-
-/*
- * The server's words as printable ASCII on one line: line breaks, tabs and
- * other controls become one space, each non-ASCII character one '?', and a
- * run of token characters long enough to be a credential (a gateway echoing
- * the Authorization header) "[redacted]".
- */
-static void
-msg_text_put(struct msg_text *t, const char *s, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len && !t->cut) {
-		unsigned char c = (unsigned char)s[i];
-		size_t run = 0;
-
-		while (i + run < len && msg_tokenish((unsigned char)s[i + run]))
-			run++;
-		/* A JWT's parts are joined by dots and each may be short: take it whole. */
-		if (run >= 3 && memcmp(s + i, "eyJ", 3) == 0)
-			while (i + run < len && (msg_tokenish((unsigned char)s[i + run]) ||
-			    s[i + run] == '.'))
-				run++;
-		if (run > 0) {
-			t->in_utf8 = false;
-			if (run >= MSG_TOKENISH_RUN || (run >= MSG_JWT_RUN &&
-			    memcmp(s + i, "eyJ", 3) == 0)) {
-				msg_text_raw(t, "[redacted]");
-			} else {
-				for (size_t k = 0; k < run; k++)
-					msg_text_byte(t, s[i + k]);
-			}
-			i += run;
-			continue;
-		}
-		i++;
-		if (c >= 0x80) {
-			if (c < 0xc0 && t->in_utf8)
-				continue;
-			t->in_utf8 = c >= 0xc0;
-			msg_text_byte(t, '?');
-			continue;
-		}
-		t->in_utf8 = false;
-		if (c <= 0x20 || c == 0x7f) {
-			if (t->n > 0 && t->buf[t->n - 1] != ' ')
-				msg_text_byte(t, ' ');
-			continue;
-		}
-		msg_text_byte(t, (char)c);
-	}
-}
-
-static void
-msg_text_str(struct msg_text *t, const char *s)
-{
-	msg_text_put(t, s, strlen(s));
-}
+/* Error text and -v details: one line of printable ASCII, credentials redacted. */
+#define MSG_SAN		(SAN_ONELINE | SAN_ASCII | SAN_REDACT)
 
 /* A JSON string member's full bytes (NULs included, jansson allows them here). */
 static void
-msg_text_json(struct msg_text *t, json_t *v)
+msg_text_json(struct sanitize *t, json_t *v)
 {
-	msg_text_put(t, json_string_value(v), json_string_length(v));
-}
-
-/* Close the line: no trailing space, and "..." where something was cut. */
-static void
-msg_text_end(struct msg_text *t)
-{
-	if (t->cut && t->cap >= 4) {
-		if (t->n > t->cap - 4)
-			t->n = t->cap - 4;
-		/* Never leave half of one of our own multi-byte characters. */
-		while (t->n > 0 && ((unsigned char)t->buf[t->n - 1] & 0x80) != 0)
-			t->n--;
-		while (t->n > 0 && t->buf[t->n - 1] == ' ')
-			t->n--;
-		memcpy(t->buf + t->n, "...", 4);
-		t->n += 3;
-		return;
-	}
-	while (t->n > 0 && t->buf[t->n - 1] == ' ')
-		t->n--;
-	t->buf[t->n] = '\0';
+	sanitize_put(t, json_string_value(v), json_string_length(v));
 }
 
 /* ---- JSON ---- */
@@ -223,14 +87,14 @@ msg_meta(json_t *obj, const char *key, char **out, struct ml_err *err)
 {
 	json_t *v = json_object_get(obj, key);
 	char buf[MSG_META_MAX + 1];
-	struct msg_text t;
+	struct sanitize t;
 	char *copy;
 
 	if (!json_is_string(v))
 		return ML_OK;
-	msg_text_init(&t, buf, sizeof buf);
+	sanitize_init(&t, buf, sizeof buf, MSG_SAN);
 	msg_text_json(&t, v);
-	msg_text_end(&t);
+	(void)sanitize_done(&t);
 	if ((copy = strdup(buf)) == NULL)
 		return err_set(err, ML_EFAIL, "out of memory");
 	free(*out);
@@ -428,7 +292,7 @@ msg_type_status(const char *type)
 
 /* {"type": "...", "message": "..."} as "type: message", either part optional. */
 static void
-msg_render_anthropic(json_t *error, struct msg_text *t)
+msg_render_anthropic(json_t *error, struct sanitize *t)
 {
 	json_t *type = json_object_get(error, "type");
 	json_t *message = json_object_get(error, "message");
@@ -436,14 +300,14 @@ msg_render_anthropic(json_t *error, struct msg_text *t)
 	if (json_is_string(type))
 		msg_text_json(t, type);
 	if (json_is_string(type) && json_is_string(message))
-		msg_text_raw(t, ": ");
+		sanitize_raw(t, ": ");
 	if (json_is_string(message))
 		msg_text_json(t, message);
 }
 
 /* One pydantic error item: "loc.joined.by.dots: msg". */
 static void
-msg_render_item(json_t *item, struct msg_text *t)
+msg_render_item(json_t *item, struct sanitize *t)
 {
 	json_t *loc = json_object_get(item, "loc");
 	json_t *msg = json_object_get(item, "msg");
@@ -459,76 +323,76 @@ msg_render_item(json_t *item, struct msg_text *t)
 		char num[32];
 
 		if (any)
-			msg_text_raw(t, ".");
+			sanitize_raw(t, ".");
 		if (json_is_string(part)) {
 			msg_text_json(t, part);
 		} else if (json_is_integer(part)) {
 			(void)snprintf(num, sizeof num, "%lld", (long long)json_integer_value(part));
-			msg_text_raw(t, num);
+			sanitize_raw(t, num);
 		} else {
-			msg_text_raw(t, "?");
+			sanitize_raw(t, "?");
 		}
 		any = true;
 	}
 	if (any)
-		msg_text_raw(t, ": ");
+		sanitize_raw(t, ": ");
 	if (json_is_string(msg))
 		msg_text_json(t, msg);
 	else if (json_is_string(json_object_get(item, "type")))
 		msg_text_json(t, json_object_get(item, "type"));
 	else
-		msg_text_raw(t, "invalid");
+		sanitize_raw(t, "invalid");
 }
 
 /* FastAPI's validation list: at most MSG_ITEMS_MAX items, each cut on its own. */
 static void
-msg_render_list(json_t *list, struct msg_text *t)
+msg_render_list(json_t *list, struct sanitize *t)
 {
 	size_t shown = 0, i;
 	json_t *item;
 
 	json_array_foreach(list, i, item) {
 		char buf[MSG_ITEM_MAX + 1];
-		struct msg_text it;
+		struct sanitize it;
 
 		if (!json_is_object(item) && !json_is_string(item))
 			continue;
 		if (shown == MSG_ITEMS_MAX) {
-			msg_text_raw(t, MSG_MORE);
+			sanitize_raw(t, MSG_MORE);
 			return;
 		}
-		msg_text_init(&it, buf, sizeof buf);
+		sanitize_init(&it, buf, sizeof buf, MSG_SAN);
 		msg_render_item(item, &it);
-		msg_text_end(&it);
+		(void)sanitize_done(&it);
 		if (shown > 0)
-			msg_text_raw(t, "; ");
-		msg_text_raw(t, buf);
+			sanitize_raw(t, "; ");
+		sanitize_raw(t, buf);
 		shown++;
 	}
 }
 
 /* Any other JSON value, compactly, as an excerpt. */
 static void
-msg_render_dump(json_t *v, struct msg_text *t)
+msg_render_dump(json_t *v, struct sanitize *t)
 {
 	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
 	char buf[MSG_EXCERPT_MAX + 1];
-	struct msg_text ex;
+	struct sanitize ex;
 
 	if (s == NULL) {
-		msg_text_raw(t, "unreadable details");
+		sanitize_raw(t, "unreadable details");
 		return;
 	}
-	msg_text_init(&ex, buf, sizeof buf);
-	msg_text_str(&ex, s);
-	msg_text_end(&ex);
-	msg_text_raw(t, buf);
+	sanitize_init(&ex, buf, sizeof buf, MSG_SAN);
+	sanitize_put(&ex, s, strlen(s));
+	(void)sanitize_done(&ex);
+	sanitize_raw(t, buf);
 	free(s);
 }
 
 /* The known error shapes of root; false when it has none of them. */
 static bool
-msg_render_json(json_t *root, struct msg_text *t)
+msg_render_json(json_t *root, struct sanitize *t)
 {
 	json_t *detail = json_object_get(root, "detail");
 	json_t *error = json_object_get(root, "error");
@@ -579,7 +443,7 @@ msg_find(const char *buf, size_t len, const char *needle)
  * Gateway") or else its text without tags; anything else as it is.
  */
 static void
-msg_excerpt(const char *buf, size_t len, struct msg_text *t)
+msg_excerpt(const char *buf, size_t len, struct sanitize *t)
 {
 	size_t i = 0, start, end;
 	bool in_tag = false;
@@ -587,7 +451,7 @@ msg_excerpt(const char *buf, size_t len, struct msg_text *t)
 	while (i < len && msg_space(buf[i]))
 		i++;
 	if (i == len || buf[i] != '<') {
-		msg_text_put(t, buf + i, len - i);
+		sanitize_put(t, buf + i, len - i);
 		return;
 	}
 	start = i + msg_find(buf + i, len - i, "<title");
@@ -598,7 +462,7 @@ msg_excerpt(const char *buf, size_t len, struct msg_text *t)
 		while (end < len && buf[end] != '<')
 			end++;
 		/* Leading spaces are never kept, so anything kept is a real title. */
-		msg_text_put(t, buf + start, end - start);
+		sanitize_put(t, buf + start, end - start);
 		if (t->n > 0)
 			return;
 	}
@@ -609,13 +473,13 @@ msg_excerpt(const char *buf, size_t len, struct msg_text *t)
 	while (i < len && !t->cut) {
 		if (in_tag || buf[i] == '<') {
 			in_tag = buf[i] != '>';
-			msg_text_put(t, " ", 1);
+			sanitize_put(t, " ", 1);
 			i++;
 			continue;
 		}
 		for (end = i; end < len && buf[end] != '<'; end++)
 			;
-		msg_text_put(t, buf + i, end - i);
+		sanitize_put(t, buf + i, end - i);
 		i = end;
 	}
 }
@@ -634,21 +498,21 @@ messages_parse_error(long status, const char *buf, size_t len, struct ml_err *er
 {
 	char what[MSG_WHAT_MAX + 1];
 	const char *hint = msg_hint(status);
-	struct msg_text t;
+	struct sanitize t;
 	json_t *root = NULL;
 
 	if (buf == NULL) {
 		buf = "";
 		len = 0;
 	}
-	msg_text_init(&t, what, sizeof what);
+	sanitize_init(&t, what, sizeof what, MSG_SAN);
 	if (len > 0 && len <= MSG_MAX_BODY)
 		root = json_loadb(buf, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
 	if (!json_is_object(root) || !msg_render_json(root, &t)) {
-		msg_text_init(&t, what, MSG_EXCERPT_MAX + 1);
+		sanitize_init(&t, what, MSG_EXCERPT_MAX + 1, MSG_SAN);
 		msg_excerpt(buf, len, &t);
 	}
-	msg_text_end(&t);
+	(void)sanitize_done(&t);
 	json_decref(root);
 	if (what[0] == '\0')
 		(void)snprintf(what, sizeof what, "%s", msg_blank(buf, len) ? "empty answer" :
@@ -744,7 +608,7 @@ messages_parse_reply(const char *buf, size_t len, struct messages_reply *r,
     struct ml_err *err)
 {
 	char what[MSG_WHAT_MAX + 1];
-	struct msg_text t;
+	struct sanitize t;
 	json_t *root = NULL, *content;
 	int rc;
 
@@ -757,9 +621,9 @@ messages_parse_reply(const char *buf, size_t len, struct messages_reply *r,
 	}
 	/* Some proxies answer 200 with an error object: show it, not "no content". */
 	if (json_is_object(json_object_get(root, "error"))) {
-		msg_text_init(&t, what, sizeof what);
+		sanitize_init(&t, what, sizeof what, MSG_SAN);
 		msg_render_anthropic(json_object_get(root, "error"), &t);
-		msg_text_end(&t);
+		(void)sanitize_done(&t);
 		rc = err_set(err, ML_EAPI, "the reply is an error: %s",
 		    what[0] != '\0' ? what : "no details");
 		goto out;
@@ -887,9 +751,9 @@ msg_stream_error(json_t *root, struct ml_err *err)
 	json_t *error = json_object_get(root, "error");
 	char what[MSG_WHAT_MAX + 1];
 	const char *hint = NULL;
-	struct msg_text t;
+	struct sanitize t;
 
-	msg_text_init(&t, what, sizeof what);
+	sanitize_init(&t, what, sizeof what, MSG_SAN);
 	if (json_is_object(error)) {
 		msg_render_anthropic(error, &t);
 		if (json_is_string(json_object_get(error, "type")))
@@ -898,7 +762,7 @@ msg_stream_error(json_t *root, struct ml_err *err)
 	} else if (json_is_string(error)) {
 		msg_text_json(&t, error);
 	}
-	msg_text_end(&t);
+	(void)sanitize_done(&t);
 	if (what[0] == '\0')
 		(void)snprintf(what, sizeof what, "no details");
 	if (hint != NULL)

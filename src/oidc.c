@@ -17,6 +17,7 @@
 #include "mlauth/config.h"
 #include "mlauth/http.h"
 #include "mlauth/oidc.h"
+#include "mlauth/sanitize.h"
 #include "mlauth/secret.h"
 #include "mlauth/util.h"
 
@@ -29,7 +30,6 @@
 #define OIDC_USER_CODE_MAX	64
 #define OIDC_URL_MAX		2048
 #define OIDC_SHOW_MAX		160	/* provider text quoted in a message */
-#define OIDC_TOKENISH_RUN	40	/* a longer [A-Za-z0-9_+=-] run looks like a token */
 #define OIDC_ORIGIN_MAX		256
 
 static const char *const oidc_accept_json[] = { "Accept: application/json", NULL };
@@ -41,49 +41,15 @@ struct oidc_error {
 	char desc[OIDC_SHOW_MAX];
 };
 
-static bool
-oidc_tokenish(unsigned char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-	    c == '_' || c == '-' || c == '+' || c == '=';
-}
-
 /*
- * s as printable ASCII into out, truncated with "...".  With redact, runs of
- * token characters long enough to be a token (a provider echoing what it was
- * sent) become "[redacted]": prose and URLs never have such runs.
+ * s as one line of printable ASCII into out, truncated with "...".  With
+ * redact, token-like runs and JWTs (a provider echoing what it was sent)
+ * become "[redacted]": prose and URLs never have such runs.
  */
 static void
 oidc_show(const char *s, bool redact, char *out, size_t outlen)
 {
-	size_t n = 0, i = 0;
-
-	if (outlen == 0)
-		return;
-	if (s == NULL)
-		s = "";
-	while (s[i] != '\0' && n + 1 < outlen) {
-		size_t run = 0;
-
-		while (redact && oidc_tokenish((unsigned char)s[i + run]))
-			run++;
-		if (run >= OIDC_TOKENISH_RUN) {
-			for (const char *r = "[redacted]"; *r != '\0' && n + 1 < outlen; r++)
-				out[n++] = *r;
-			i += run;
-			continue;
-		}
-		if (run == 0)
-			run = 1;
-		for (; run > 0 && n + 1 < outlen; run--, i++) {
-			unsigned char c = (unsigned char)s[i];
-
-			out[n++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
-		}
-	}
-	out[n] = '\0';
-	if (s[i] != '\0' && outlen > 4)
-		memcpy(out + outlen - 4, "...", 4);
+	(void)sanitize_str(s, SAN_ONELINE | SAN_ASCII | (redact ? SAN_REDACT : 0), out, outlen);
 }
 
 /* Whether every byte of s is in [lo, 0x7e]: 0x21 for tokens and URLs, 0x20 for text. */
