@@ -1,12 +1,12 @@
 // Attacks of issue 14, each against the hostile peer or as a second local user: what a
 // provider, an API, a proxy or another account on the box could still do, and must not.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { run, stopAll, tmpEnv } from './rig.js';
+import { MLAUTH_BIN, run, stopAll, tmpEnv } from './rig.js';
 import { forgetCache, selfSigned } from './fixtures.js';
 import { startHostile, startSink } from '../peers/hostile/server.js';
 
@@ -214,5 +214,110 @@ describe('a config file another user could write', { concurrency: 2 }, () => {
     assert.match(c.detail, /config file .* is writable by others \(mode 0666\).*run chmod go-w/);
     assert.notEqual(checks.find((x) => x.name === 'api_base').detail.includes(v.sink.url), true, 'its api_base was not used');
     assert.deepEqual(v.sink.hits, []);
+  });
+});
+
+// Terminal escapes from the network: OSC 52 (clipboard), OSC 0 (title), CSI 2J (clear), as
+// 7-bit ESC sequences, as U+009B (CSI in UTF-8) and as a raw 0x9b byte.
+describe('terminal escapes in network text', { concurrency: 2 }, () => {
+  const EVIL = 'Mallory\u001b]52;c;cHduZWQ=\u0007\u001b]0;owned\u0007\u001b[2J\u009b2J\u202eoj';
+  // eslint-disable-next-line no-control-regex
+  const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\ufffd]/;
+  const clean = (text, what) => assert.doesNotMatch(text, CONTROL, `${what}: ${JSON.stringify(text)}`);
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const jwtOf = (claims) => `${b64({ alg: 'RS256', typ: 'JWT' })}.${b64(claims)}.c2ln`;
+
+  /** Runs mlauth on a terminal (script(1) gives it a pty); the raw bytes it wrote there. */
+  function onTty(args, env) {
+    const words = Object.entries({ PATH: process.env.PATH, LANG: 'C.UTF-8', ...env }).map(([k, v]) => q(`${k}=${v}`));
+    const cmd = `env -i ${words.join(' ')} ${q(MLAUTH_BIN)} ${args.map(q).join(' ')}`;
+    // Not spawnSync: the hostile peer lives in this process and must keep answering.
+    return new Promise((resolve, reject) => {
+      const p = spawn('script', ['-q', '-e', '-c', cmd, '/dev/null'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      const chunks = [];
+      const timer = setTimeout(() => p.kill('SIGKILL'), 20_000);
+      p.stdout.on('data', (c) => chunks.push(c));
+      p.on('error', reject);
+      p.on('close', (code) => { clearTimeout(timer); resolve({ code, out: Buffer.concat(chunks) }); });
+    });
+  }
+  const q = (s) => `'${String(s).replace(/'/g, "'\\''")}'`;
+
+  test('claims shown by login and status carry no escapes; status --json keeps them exact', async () => {
+    const h = await hostile();
+    const now = Math.floor(Date.now() / 1000);
+    const claims = { sub: 'm', iat: now, exp: now + 3600, name: EVIL, preferred_username: EVIL, email: `${EVIL}@x`, scope: `openid ${EVIL}` };
+    h.set({ device_token: { kind: 'good', patch: { access_token: jwtOf(claims), id_token: jwtOf(claims), scope: null } } });
+    const env = homeFor(h);
+    const r = await login(env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^Logged in as Mallory\?\]52;c;cHduZWQ=\?\?\]0;owned\?\?\[2J\?2J\?oj \(Mallory/m);
+    clean(r.stdout, 'login');
+    clean(r.stderr, 'login stderr');
+    const s = await run(['status'], { env });
+    assert.equal(s.code, 0, s.stderr);
+    assert.match(s.stdout, /^User: +Mallory\?\]52;c;/m);
+    assert.match(s.stdout, /^Scopes: +openid Mallory\?\]52/m);
+    clean(s.stdout, 'status');
+    const j = await run(['status', '--json'], { env });
+    assert.equal(JSON.parse(j.stdout).user, EVIL, '--json: the claim exactly');
+  });
+
+  test('send: a reply\'s escapes reach a terminal made visible, a pipe byte for byte', async () => {
+    const h = await hostile();
+    const env = homeFor(h);
+    assert.equal((await login(env)).code, 0);
+    const text = `Hi ${EVIL} caf\u00e9\n`;
+    h.set({ messages: { kind: 'good', patch: { content: [{ type: 'text', text }] } } });
+    const piped = await run(['send', 'hi'], { env });
+    assert.equal(piped.code, 0, piped.stderr);
+    assert.equal(piped.stdout, text, 'into a pipe: exact');
+    const json = await run(['send', '--json', 'hi'], { env });
+    assert.equal(JSON.parse(json.stdout).content[0].text, text);
+    const tty = await onTty(['send', 'hi'], env);
+    assert.equal(tty.code, 0, tty.out.toString());
+    const shown = tty.out.toString('utf8').replace(/\r\n/g, '\n'); // the pty's own CRLF
+    clean(shown, 'send on a terminal');
+    assert.match(shown, /Hi Mallory\?\]52;c;cHduZWQ=\?\?\]0;owned\?\?\[2J\?2J\?oj café/);
+  });
+
+  test('send --stream: an escape or a character split across events is still caught', async () => {
+    const h = await hostile();
+    const env = homeFor(h);
+    assert.equal((await login(env)).code, 0);
+    const d = (t) => ({ event: 'content_block_delta', data: { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: t } } });
+    const events = [
+      { event: 'message_start', data: { type: 'message_start', message: { id: 'm', type: 'message', role: 'assistant', model: 'm', content: [], usage: { input_tokens: 1, output_tokens: 1 } } } },
+      { event: 'content_block_start', data: { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } } },
+      d('one \u001b'), d(']0;owned\u0007 two \u009b'), d('2J caf\u00e9 three\n'),
+      { event: 'content_block_stop', data: { type: 'content_block_stop', index: 0 } },
+      { event: 'message_stop', data: { type: 'message_stop' } },
+    ];
+    h.set({ messages: { kind: 'sse', events } });
+    const tty = await onTty(['send', '--stream', 'hi'], env);
+    const shown = tty.out.toString('utf8').replace(/\r\n/g, '\n'); // the pty's own CRLF
+    assert.equal(tty.code, 0, shown);
+    clean(shown, 'stream on a terminal');
+    assert.match(shown, /one \?\]0;owned\? two \?2J café three/);
+  });
+
+  test('an error body and the -vv trace: raw 0x9b, U+009B and ESC are made visible', async () => {
+    const h = await hostile();
+    const env = homeFor(h);
+    assert.equal((await login(env)).code, 0);
+    const body = Buffer.concat([Buffer.from('upstream \u001b[2J'), Buffer.from([0x9b, 0x32, 0x4a]), Buffer.from(' \u009b2J sorry')]);
+    h.set({ messages: { kind: 'raw', status: 502, contentType: 'text/plain', body } });
+    const r = await run(['-vv', 'send', '--retries', '0', 'hi'], { env });
+    assert.equal(r.code, 5, r.stderr);
+    clean(r.stderr, 'send -vv stderr');
+    assert.match(r.stderr, /^< upstream \?\[2J\?2J \?2J sorry$/m, 'the trace');
+    assert.match(r.stderr, /^mlauth: HTTP 502: upstream \?\[2J\?2J \?2J sorry/m, 'the error line');
+  });
+
+  test('doctor shows environment values without their escapes', async () => {
+    const h = await hostile();
+    const r = await run([...T, 'doctor'], { env: { ...homeFor(h), no_proxy: `a${EVIL}` } });
+    clean(r.stdout, 'doctor');
+    assert.match(r.stdout, /no_proxy=aMallory\?\]52;c;/);
   });
 });
