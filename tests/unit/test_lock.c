@@ -2,11 +2,13 @@
 #define _DEFAULT_SOURCE	/* mkdtemp */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -65,6 +67,65 @@ now_ms(void)
 	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * Whether the main thread is asleep in the lock's wait, its only sleep: read
+ * from /proc (the syscall it is blocked in), so a test acts on the moment the
+ * wait has begun rather than on a guess of when that will be.
+ */
+static int
+main_thread_waiting(void)
+{
+	char path[64], buf[128];
+	long nr = -1;
+	FILE *f;
+
+	(void)snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)getpid());
+	if ((f = fopen(path, "r")) == NULL)
+		return 0;
+	if (fgets(buf, sizeof buf, f) == NULL || sscanf(buf, "%ld", &nr) != 1)
+		nr = -1;	/* "running" */
+	(void)fclose(f);
+#ifdef SYS_nanosleep
+	if (nr == SYS_nanosleep)
+		return 1;
+#endif
+	return nr == SYS_clock_nanosleep;
+}
+
+/*
+ * Once the main thread waits for the lock: write a byte to fd; or signal it,
+ * again at each step of the wait until it returns (`done`), since a signal
+ * that lands between two steps is not one the wait can see.
+ */
+struct when_waiting {
+	pthread_t main;
+	int fd;		/* >= 0: write here */
+	int sig;	/* else: send this */
+	_Atomic int done;
+	int saw_wait;
+};
+
+static void *
+when_waiting(void *arg)
+{
+	struct when_waiting *w = arg;
+	struct timespec ms = { 0, 1000000 };
+
+	while (!w->done) {
+		if (main_thread_waiting()) {
+			w->saw_wait = 1;
+			if (w->fd >= 0) {
+				if (write(w->fd, "x", 1) != 1)
+					w->saw_wait = 0;
+				return NULL;
+			}
+			(void)pthread_kill(w->main, w->sig);
+		}
+		(void)nanosleep(&ms, NULL);
+	}
+	return NULL;
+}
+
 static void
 test_dir_and_file_modes(void **state)
 {
@@ -116,14 +177,14 @@ test_second_fd_waits_until_release(void **state)
 	lock_release(b);
 }
 
-/* A child holds the lock for hold_ms, then exits (which releases it). */
+/* A child holds the lock until a byte arrives on go_fd, then exits (which releases it). */
 static pid_t
-child_holding(long hold_ms, int ready_fd)
+child_holding(int go_fd, int ready_fd)
 {
 	struct ml_err err;
-	struct timespec ts = { hold_ms / 1000, (hold_ms % 1000) * 1000000 };
 	pid_t pid = fork();
 	int fd = -1;
+	char c;
 
 	assert_true(pid >= 0);
 	if (pid > 0)
@@ -132,38 +193,46 @@ child_holding(long hold_ms, int ready_fd)
 		_exit(2);
 	if (write(ready_fd, "x", 1) != 1)
 		_exit(3);
-	nanosleep(&ts, NULL);
+	if (read(go_fd, &c, 1) != 1)
+		_exit(4);
 	_exit(0);
 }
 
 static void
 test_other_process_blocks_then_hands_over(void **state)
 {
+	struct when_waiting w = { .fd = -1 };
 	struct ml_err err;
-	int p[2], fd = -1, status;
+	int ready[2], go[2], fd = -1, status;
+	pthread_t th;
 	char c;
-	long t0, waited;
 	pid_t pid;
 
-	assert_int_equal(pipe(p), 0);
-	pid = child_holding(600, p[1]);
-	assert_int_equal(read(p[0], &c, 1), 1);	/* the child holds it now */
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	pid = child_holding(go[0], ready[1]);
+	assert_int_equal(read(ready[0], &c, 1), 1);	/* the child holds it now */
 
 	/* Try-once fails while it is held. */
 	assert_int_equal(lock_acquire_timeout("t", 0, &fd, &err), ML_EFAIL);
 	assert_int_equal(fd, -1);
-	/* A patient caller gets it as soon as the holder lets go. */
-	t0 = now_ms();
-	assert_int_equal(lock_acquire_timeout("t", 5000, &fd, &err), ML_OK);
-	waited = now_ms() - t0;
+	/* A patient caller gets it once the holder lets go, which it does only after
+	 * the caller has started waiting. */
+	w.main = pthread_self();
+	w.fd = go[1];
+	assert_int_equal(pthread_create(&th, NULL, when_waiting, &w), 0);
+	assert_int_equal(lock_acquire_timeout("t", LOCK_WAIT_MS, &fd, &err), ML_OK);
+	w.done = 1;
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_true(w.saw_wait);
 	assert_true(fd >= 0);
-	assert_true(waited >= 300);
-	assert_true(waited < 3000);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	lock_release(fd);
-	close(p[0]);
-	close(p[1]);
+	for (int i = 0; i < 2; i++) {
+		close(ready[i]);
+		close(go[i]);
+	}
 }
 
 /* Release must free the lock even while a forked child still shares the descriptor. */
@@ -174,20 +243,25 @@ test_release_despite_inherited_fd(void **state)
 	int fd = -1, again = -1, status;
 	pid_t pid;
 
+	int hold[2];
+	char c;
+
+	assert_int_equal(pipe(hold), 0);
 	assert_int_equal(lock_acquire("t", &fd, &err), ML_OK);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		struct timespec ts = { 2, 0 };
-
-		nanosleep(&ts, NULL);	/* holds its copy of fd meanwhile */
-		_exit(0);
+		close(hold[1]);
+		/* Holds its copy of fd until the parent is done. */
+		_exit(read(hold[0], &c, 1) == 0 ? 0 : 1);
 	}
+	close(hold[0]);
 	lock_release(fd);
 	assert_int_equal(lock_acquire_timeout("t", 0, &again, &err), ML_OK);
 	lock_release(again);
-	kill(pid, SIGKILL);
+	close(hold[1]);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 static void
@@ -199,28 +273,26 @@ on_usr1(int sig)
 static void
 test_signal_interrupts_wait(void **state)
 {
+	struct when_waiting w = { .fd = -1, .sig = SIGUSR1 };
 	struct sigaction sa;
 	struct ml_err err;
-	int held = -1, fd = -1, status;
-	pid_t pid;
+	int held = -1, fd = -1;
+	pthread_t th;
 
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_usr1;	/* no SA_RESTART, like a Ctrl-C handler */
 	assert_int_equal(sigaction(SIGUSR1, &sa, NULL), 0);
 	assert_int_equal(lock_acquire("t", &held, &err), ML_OK);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		struct timespec ts = { 0, 200 * 1000000 };
-
-		nanosleep(&ts, NULL);
-		kill(getppid(), SIGUSR1);
-		_exit(0);
-	}
+	/* The signal comes once the wait has begun, however long that takes. */
+	w.main = pthread_self();
+	assert_int_equal(pthread_create(&th, NULL, when_waiting, &w), 0);
 	err_clear(&err);
-	assert_int_equal(lock_acquire_timeout("t", 5000, &fd, &err), ML_EINTR);
+	assert_int_equal(lock_acquire_timeout("t", LOCK_WAIT_MS, &fd, &err), ML_EINTR);
+	w.done = 1;
 	assert_int_equal(fd, -1);
-	assert_int_equal(waitpid(pid, &status, 0), pid);
+	msg_has(err.msg, "interrupted while waiting for lock");
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_true(w.saw_wait);
 	lock_release(held);
 	sa.sa_handler = SIG_DFL;
 	sigaction(SIGUSR1, &sa, NULL);
