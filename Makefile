@@ -135,7 +135,8 @@ unit: $(UNIT_BIN)
 
 e2e: $(BIN) $(HELPER) $(JWT_MOD) $(B)/tests/no-keyctl
 	MLAUTH_BIN=$(abspath $(BIN)) NO_KEYCTL=$(abspath $(B)/tests/no-keyctl) \
-	    node --test --test-concurrency=2 tests/e2e/
+	    node --test --test-concurrency=2 --test-reporter=spec --test-reporter-destination=stdout \
+	    --test-reporter=$(abspath tests/e2e/totals.js) --test-reporter-destination=stdout tests/e2e/
 
 # The same tests with AddressSanitizer, UBSan and LeakSanitizer, in a separate build tree.
 asan: deps
