@@ -61,7 +61,7 @@ function ageRecord(env, left) {
 }
 
 async function login(env, args = []) {
-  return run([...T, 'login', '--no-browser', ...args], { env, timeoutMs: 20_000 });
+  return run([...T, 'login', '--no-browser', ...args], { env, timeoutMs: 60_000 });
 }
 
 async function loggedIn(h, extra) {
@@ -73,9 +73,11 @@ async function loggedIn(h, extra) {
 
 /**
  * r failed cleanly: exit `code`, nothing on stdout, a last stderr line "mlauth: …" matching
- * re, no terminal escapes, no secret the server handed out, not killed by a timeout.
+ * re, no terminal escapes, no secret the server handed out, not killed by the rig's hang
+ * guard. How long it took is not asserted: a loaded machine may take any time; the message
+ * says which limit ended it.
  */
-function failsClearly(r, code, re, h, { maxMs } = {}) {
+function failsClearly(r, code, re, h) {
   assert.equal(r.timedOut, false, 'mlauth hung until the rig killed it');
   assert.equal(r.signal, null, `mlauth died of ${r.signal}`);
   assert.equal(r.code, code, `exit ${r.code}, want ${code}: ${r.stderr}`);
@@ -87,7 +89,6 @@ function failsClearly(r, code, re, h, { maxMs } = {}) {
   // eslint-disable-next-line no-control-regex
   assert.doesNotMatch(r.stderr, /[\u0000-\u0008\u000b-\u001f\u007f]/, 'no control characters from a server');
   for (const s of h?.secrets ?? []) assert.ok(!r.stderr.includes(s), 'no secret in the message');
-  if (maxMs !== undefined) assert.ok(r.ms <= maxMs, `took ${r.ms} ms`);
 }
 
 async function timed(p) {
@@ -109,22 +110,22 @@ describe('hostile servers', { concurrency: 2 }, () => {
   // ---- the messages API -----------------------------------------------------------------------
 
   describe('a hostile messages API', { concurrency: 6 }, () => {
-    const send = (env, args) => timed(run(['send', '--retries', '0', ...args], { env, timeoutMs: 25_000 }));
+    const send = (env, args) => timed(run(['send', '--retries', '0', ...args], { env, timeoutMs: 120_000 }));
 
     test('an endless body stops at the size cap: exit 4', async () => {
       const h = await hostile();
       const env = await loggedIn(h);
       h.set({ messages: { kind: 'endless' } });
       const r = await send(env, ['hi']);
-      failsClearly(r, 4, /response from http:\/\/127\.0\.0\.1:\d+ too large \(over 4 MiB\)$/, h, { maxMs: 5000 });
+      failsClearly(r, 4, /response from http:\/\/127\.0\.0\.1:\d+ too large \(over 4 MiB\)$/, h);
     });
 
     test('an answer too large is not asked for again, even with retries left', async () => {
       const h = await hostile();
       const env = await loggedIn(h);
       h.set({ messages: { kind: 'endless' } });
-      const r = await timed(run(['send', '--retries', '2', 'hi'], { env, timeoutMs: 25_000 }));
-      failsClearly(r, 4, /too large \(over 4 MiB\)$/, h, { maxMs: 8000 });
+      const r = await timed(run(['send', '--retries', '2', 'hi'], { env, timeoutMs: 120_000 }));
+      failsClearly(r, 4, /too large \(over 4 MiB\)$/, h);
       assert.equal(h.count('messages'), 1, 'attempts');
     });
 
@@ -132,7 +133,7 @@ describe('hostile servers', { concurrency: 2 }, () => {
       const h = await hostile();
       const env = await loggedIn(h);
       h.set({ messages: { kind: 'huge', size: 100 * MiB } });
-      failsClearly(await send(env, ['hi']), 4, /too large \(over 4 MiB\)$/, h, { maxMs: 5000 });
+      failsClearly(await send(env, ['hi']), 4, /too large \(over 4 MiB\)$/, h);
     });
 
     test('an answer that stalls mid-body is given up on after 15 s: exit 4', async () => {
@@ -141,7 +142,7 @@ describe('hostile servers', { concurrency: 2 }, () => {
       h.set({ messages: { kind: 'stall', prefix: '{"type":"message","content":[{"type":"text","text":"Hel' } });
       const r = await send(env, ['hi']);
       failsClearly(r, 4, /http:\/\/127\.0\.0\.1:\d+ stopped sending its answer \(nothing for 15 s\)$/, h);
-      assert.ok(r.ms >= 15_000 && r.ms < 22_000, `gave up after ${r.ms} ms`);
+      assert.ok(r.ms >= 15_000, `gave up after ${r.ms} ms`); // a floor: load only adds to it
       assert.equal(h.last('messages').clientClosed, true);
     });
 
@@ -158,7 +159,7 @@ describe('hostile servers', { concurrency: 2 }, () => {
       const r = await send(env, ['--stream', 'hi']);
       failsClearly(r, 4, /^mlauth: the answer was cut off before it ended: .*stopped sending its answer \(nothing for 15 s\)$/, h);
       assert.equal(r.stdout, 'Half an answer\n');
-      assert.ok(r.ms >= 15_000 && r.ms < 22_000, `gave up after ${r.ms} ms`);
+      assert.ok(r.ms >= 15_000, `gave up after ${r.ms} ms`);
     });
 
     test('an endless event stream stops at the stream cap: exit 4', async () => {
@@ -166,7 +167,7 @@ describe('hostile servers', { concurrency: 2 }, () => {
       const env = await loggedIn(h);
       h.set({ messages: { kind: 'sse', endless: true } });
       const r = await send(env, ['--stream', 'hi']);
-      failsClearly(r, 4, /cut off before it ended: response from .* too large \(over 64 MiB\)$/, h, { maxMs: 15_000 });
+      failsClearly(r, 4, /cut off before it ended: response from .* too large \(over 64 MiB\)$/, h);
       assert.ok(h.last('messages').bytesSent < 128 * MiB);
     });
 
@@ -174,7 +175,7 @@ describe('hostile servers', { concurrency: 2 }, () => {
       const h = await hostile();
       const env = await loggedIn(h);
       h.set({ messages: { kind: 'sse', line: true } });
-      failsClearly(await send(env, ['--stream', 'hi']), 5, /event stream line longer than \d+ bytes$/, h, { maxMs: 8000 });
+      failsClearly(await send(env, ['--stream', 'hi']), 5, /event stream line longer than \d+ bytes$/, h);
     });
 
     test('deeply nested JSON: exit 5', async () => {
@@ -200,15 +201,15 @@ describe('hostile servers', { concurrency: 2 }, () => {
       const r = await send(env, ['--stream', 'hi']);
       assert.equal(r.timedOut, false);
       assert.equal(r.code, 5, r.stderr);
-      assert.equal(r.stdout.replace(/\n$/, ''), '');
-      assert.match(r.stderr, /^mlauth: .*(UTF-8|malformed stream event)/m);
+      assert.equal(r.stdout, '');
+      assert.equal(r.stderr, 'mlauth: malformed stream event (content_block_delta): its data is not valid UTF-8\n');
     });
 
     test('an HTML page instead of JSON: exit 5', async () => {
       const h = await hostile();
       const env = await loggedIn(h);
       h.set({ messages: { kind: 'raw', contentType: 'text/html', body: '<html><body>Bad gateway</body></html>' } });
-      failsClearly(await send(env, ['hi']), 5, /^mlauth: /, h);
+      failsClearly(await send(env, ['hi']), 5, /^mlauth: the reply is an HTML page, not JSON$/, h);
     });
 
     test('a JSON answer to a stream request is read as the reply it is', async () => {
@@ -250,8 +251,8 @@ describe('hostile servers', { concurrency: 2 }, () => {
       h.set({ messages: { kind: 'close' } });
       failsClearly(await send(env, ['hi']), 4, /cannot reach http:\/\/127\.0\.0\.1:\d+: /, h);
       assert.equal(h.count('messages'), 1);
-      const r = await timed(run(['send', '--retries', '2', 'hi'], { env, timeoutMs: 25_000 }));
-      failsClearly(r, 4, /cannot reach/, h, { maxMs: 20_000 });
+      const r = await timed(run(['send', '--retries', '2', 'hi'], { env, timeoutMs: 120_000 }));
+      failsClearly(r, 4, /cannot reach/, h);
       assert.equal(h.count('messages'), 4);
     });
 
@@ -279,7 +280,7 @@ describe('hostile servers', { concurrency: 2 }, () => {
       h.set({ discovery: { kind: 'endless' } });
       const env = homeFor(h);
       const r = await timed(login(env));
-      failsClearly(r, 4, /response from http:\/\/127\.0\.0\.1:\d+ too large \(over 4 MiB\)$/, h, { maxMs: 5000 });
+      failsClearly(r, 4, /response from http:\/\/127\.0\.0\.1:\d+ too large \(over 4 MiB\)$/, h);
       const e = h.last('discovery');
       assert.ok(e.bytesSent < 64 * MiB, `the client left early (${e.bytesSent} bytes sent)`);
       assert.equal(h.count('device'), 0);
@@ -290,7 +291,7 @@ describe('hostile servers', { concurrency: 2 }, () => {
       const h = await hostile();
       h.set({ discovery: { kind: 'huge', size: 200 * MiB } });
       const r = await timed(login(homeFor(h)));
-      failsClearly(r, 4, /too large \(over 4 MiB\)$/, h, { maxMs: 5000 });
+      failsClearly(r, 4, /too large \(over 4 MiB\)$/, h);
       assert.ok(h.last('discovery').bytesSent < 64 * MiB);
     });
 
@@ -300,7 +301,7 @@ describe('hostile servers', { concurrency: 2 }, () => {
       const r = await timed(login(homeFor(h)));
       // With timeout=3 the total timeout and the stall check (min(timeout, 15) s) coincide.
       failsClearly(r, 4, /(Operation timed out after \d+ milliseconds|stopped sending its answer \(nothing for 3 s\))/, h);
-      assert.ok(r.ms >= 2500 && r.ms < 8000, `gave up after ${r.ms} ms`);
+      assert.ok(r.ms >= 2500, `gave up after ${r.ms} ms`);
       assert.equal(h.last('discovery').clientClosed, true, 'mlauth closed the connection');
     });
 
@@ -482,8 +483,8 @@ describe('hostile servers', { concurrency: 2 }, () => {
         const before = readRecord(env);
         ageRecord(env, -60);
         h.set({ refresh: beh });
-        const r = await timed(run([...T, 'token'], { env, timeoutMs: 20_000 }));
-        failsClearly(r, code, re, h, { maxMs: 8000 });
+        const r = await run([...T, 'token'], { env, timeoutMs: 60_000 });
+        failsClearly(r, code, re, h);
         // An answer may have spent the refresh token: it is never presented twice. Only a
         // redirect (the endpoint moved: nothing was processed) earns a discovery and a retry.
         assert.equal(h.count('refresh'), beh.kind === 'redirect' ? 2 : 1, 'refresh requests');
@@ -629,9 +630,8 @@ describe('hostile servers', { concurrency: 2 }, () => {
       const h = await hostile({ tls: c });
       writeFileSync(join(c.dir, 'junk.pem'), 'not a certificate\n');
       const r = await run([...T, '-o', `ca_file=${join(c.dir, 'junk.pem')}`, 'login', '--no-browser'], { env: homeFor(h), timeoutMs: 20_000 });
-      assert.equal(r.timedOut, false);
-      assert.ok([2, 4].includes(r.code), `exit ${r.code}: ${r.stderr}`);
-      assert.match(r.stderr, /^mlauth: .*(CA certificates|TLS check)/m);
+      failsClearly(r, 2, /^mlauth: cannot use the CA certificates for https:\/\/127\.0\.0\.1:\d+: error setting certificate file: .*junk\.pem$/, h);
+      assert.equal(h.count('discovery'), 0, 'nothing was asked over a connection it could not check');
     });
   });
 });
