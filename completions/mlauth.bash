@@ -2,7 +2,7 @@
 # Installed as $(datadir)/bash-completion/completions/mlauth; self-contained,
 # so it also works when sourced without the bash-completion package.
 
-_mlauth_commands="login token status logout send env exec config doctor help"
+_mlauth_commands="login token status logout send env exec proxy config doctor help"
 _mlauth_global_opts="-p --profile -c --config -o --option -v --verbose -q --quiet
 	--no-color -V --version -h --help"
 _mlauth_settings="issuer client_id scope api_base application_name model max_tokens
@@ -185,6 +185,17 @@ _mlauth()
 				fi
 				compopt -o filenames 2>/dev/null
 				mapfile -t cands < <(compgen -f -- "$cur")
+			fi ;;
+		proxy)
+			if [[ $prev == --shell ]]; then
+				mapfile -t cands < <(compgen -W "sh fish" -- "$cur")
+			elif [[ $cur == --shell=* ]]; then
+				mapfile -t cands < <(compgen -P --shell= -W "sh fish" -- "${cur#--shell=}")
+			elif [[ $prev == --port || $prev == -m || $prev == --min-valid ]]; then
+				return 0
+			elif [[ $cur == -* ]]; then
+				mapfile -t cands < <(compgen -W "--port -m --min-valid --env --shell -h
+				    --help" -- "$cur")
 			fi ;;
 		config)
 			if [[ $cur == -* ]]; then

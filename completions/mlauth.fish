@@ -175,6 +175,7 @@ complete -c mlauth -n __mlauth_needs_command -a logout -d 'Revoke the session an
 complete -c mlauth -n __mlauth_needs_command -a send -d 'Send a message to the messages API'
 complete -c mlauth -n __mlauth_needs_command -a env -d 'Print shell commands that export the API base and a token'
 complete -c mlauth -n __mlauth_needs_command -a exec -d 'Run a command with the API base and a token in its environment'
+complete -c mlauth -n __mlauth_needs_command -a proxy -d 'Serve the messages API on 127.0.0.1 with fresh tokens'
 complete -c mlauth -n __mlauth_needs_command -a config -d 'Show the effective settings'
 complete -c mlauth -n __mlauth_needs_command -a doctor -d 'Check the set-up and say what to fix'
 complete -c mlauth -n __mlauth_needs_command -a help -d 'Show the commands, or one command\'s help'
@@ -209,6 +210,12 @@ complete -c mlauth -n '__mlauth_using env' -s m -l min-valid -x -d 'Seconds the 
 complete -c mlauth -n '__mlauth_using exec; and not __mlauth_exec_words >/dev/null' -s m -l min-valid -x -d 'Seconds the token must stay valid when the command starts'
 complete -c mlauth -n '__mlauth_using exec' -a '(__mlauth_exec_complete)'
 
+# proxy
+complete -c mlauth -n '__mlauth_using proxy' -l port -x -d 'Listen on this port of 127.0.0.1'
+complete -c mlauth -n '__mlauth_using proxy' -s m -l min-valid -x -d 'Seconds a forwarded token must stay valid'
+complete -c mlauth -n '__mlauth_using proxy' -l env -d 'Print export lines for the running proxy'
+complete -c mlauth -n '__mlauth_using proxy' -l shell -x -a 'sh fish' -d 'With --env: the syntax to print'
+
 # doctor
 complete -c mlauth -n '__mlauth_using doctor' -s j -l json -d 'Print the report as JSON'
 
@@ -218,7 +225,7 @@ complete -c mlauth -n '__mlauth_using status' -l verify -d 'Check the access tok
 complete -c mlauth -n '__mlauth_using logout' -s l -l local -d 'Only delete the stored tokens'
 complete -c mlauth -n '__mlauth_using config' -s j -l json -d 'Print all settings as JSON'
 complete -c mlauth -n '__mlauth_using config; and test (__mlauth_operands) -eq 0' -a "$__mlauth_settings" -d Setting
-complete -c mlauth -n '__mlauth_using help; and test (__mlauth_operands) -eq 0' -a 'login token status logout send env exec config doctor' -d Command
+complete -c mlauth -n '__mlauth_using help; and test (__mlauth_operands) -eq 0' -a 'login token status logout send env exec proxy config doctor' -d Command
 
 # Every command takes --help (not the command that exec runs).
 complete -c mlauth -n 'not __mlauth_needs_command; and not __mlauth_exec_words >/dev/null' -s h -l help -d 'Show the command\'s help'

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # for the completions, tmux for terminal tests, libFuzzer's runtime,
 # valgrind; bench: hyperfine and GNU time.
 pkgs="build-essential pkg-config clang libcurl4-openssl-dev libjansson-dev
-libsecret-1-dev libglib2.0-dev libkeyutils-dev libqrencode-dev libcmocka-dev
+libsecret-1-dev libmicrohttpd-dev libglib2.0-dev libkeyutils-dev libqrencode-dev libcmocka-dev
 libjwt-dev libssl-dev
 gnome-keyring libsecret-tools dbus-daemon dbus-bin keyutils valgrind man-db
 libclang-rt-14-dev tmux zsh fish openssl curl hyperfine time zbar-tools"

@@ -1,6 +1,7 @@
 /* cmd_common.c: what every command shares: option parsing, usage, messages. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -206,4 +207,70 @@ cmd_fresh_token(const struct cmd_ctx *ctx, const struct token_opts *o,
 	if (st_open)
 		store_close(&st);
 	return status;
+}
+
+/* fish when $SHELL is a fish, else POSIX sh (bash, zsh, dash, ksh all read that). */
+enum cmd_shell
+cmd_shell_default(void)
+{
+	const char *sh = getenv("SHELL");
+	size_t n = sh != NULL ? strlen(sh) : 0;
+
+	return n >= 5 && strcmp(sh + n - 5, "/fish") == 0 ? CMD_SHELL_FISH : CMD_SHELL_SH;
+}
+
+/*
+ * value in single quotes, so the shell takes every byte literally.  sh has no
+ * escape inside single quotes: a quote closes them, \' adds one, and a new
+ * pair opens ('\'').  fish reads \' and \\ inside them, so both are escaped.
+ */
+static void
+put_quoted(enum cmd_shell sh, const char *value)
+{
+	putchar('\'');
+	for (const char *p = value; *p != '\0'; p++) {
+		if (*p == '\'' && sh == CMD_SHELL_SH)
+			fputs("'\\''", stdout);
+		else if ((*p == '\'' || *p == '\\') && sh == CMD_SHELL_FISH) {
+			putchar('\\');
+			putchar(*p);
+		} else
+			putchar(*p);
+	}
+	putchar('\'');
+}
+
+/*
+ * One assignment per line.  fish's lines end in ';' so that `eval (mlauth env)`,
+ * which joins the lines with spaces, still reads separate commands.
+ */
+void
+cmd_put_export(enum cmd_shell sh, const char *name, const char *value)
+{
+	fputs(sh == CMD_SHELL_FISH ? "set -gx " : "export ", stdout);
+	fputs(name, stdout);
+	putchar(sh == CMD_SHELL_FISH ? ' ' : '=');
+	put_quoted(sh, value);
+	fputs(sh == CMD_SHELL_FISH ? ";\n" : "\n", stdout);
+}
+
+int
+cmd_shell_parse(const char *name, enum cmd_shell *sh)
+{
+	if (strcmp(name, "sh") == 0)
+		*sh = CMD_SHELL_SH;
+	else if (strcmp(name, "fish") == 0)
+		*sh = CMD_SHELL_FISH;
+	else
+		return -1;
+	return 0;
+}
+
+void
+cmd_say(void *ctx, bool warning, const char *msg)
+{
+	if (warning)
+		cmd_warn(ctx, "%s", msg);
+	else
+		cmd_info(ctx, "mlauth: %s", msg);
 }

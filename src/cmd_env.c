@@ -15,59 +15,12 @@ static const struct option options[] = {
 	{ NULL, 0, NULL, 0 }
 };
 
-enum shell { SHELL_SH, SHELL_FISH };
-
-/* fish when $SHELL is a fish, else POSIX sh (bash, zsh, dash, ksh all read that). */
-static enum shell
-default_shell(void)
-{
-	const char *sh = getenv("SHELL");
-	size_t n = sh != NULL ? strlen(sh) : 0;
-
-	return n >= 5 && strcmp(sh + n - 5, "/fish") == 0 ? SHELL_FISH : SHELL_SH;
-}
-
-/*
- * value in single quotes, so the shell takes every byte literally.  sh has no
- * escape inside single quotes: a quote closes them, \' adds one, and a new
- * pair opens ('\'').  fish reads \' and \\ inside them, so both are escaped.
- */
-static void
-put_quoted(enum shell sh, const char *value)
-{
-	putchar('\'');
-	for (const char *p = value; *p != '\0'; p++) {
-		if (*p == '\'' && sh == SHELL_SH)
-			fputs("'\\''", stdout);
-		else if ((*p == '\'' || *p == '\\') && sh == SHELL_FISH) {
-			putchar('\\');
-			putchar(*p);
-		} else
-			putchar(*p);
-	}
-	putchar('\'');
-}
-
-/*
- * One assignment per line.  fish's lines end in ';' so that `eval (mlauth env)`,
- * which joins the lines with spaces, still reads separate commands.
- */
-static void
-put_export(enum shell sh, const char *name, const char *value)
-{
-	fputs(sh == SHELL_FISH ? "set -gx " : "export ", stdout);
-	fputs(name, stdout);
-	putchar(sh == SHELL_FISH ? ' ' : '=');
-	put_quoted(sh, value);
-	fputs(sh == SHELL_FISH ? ";\n" : "\n", stdout);
-}
-
 static int
 exec_env(struct cmd_ctx *ctx, int argc, char **argv)
 {
 	struct token_opts o = { .min_valid = ctx->cfg.min_valid };
 	struct token_result res;
-	enum shell sh = default_shell();
+	enum cmd_shell sh = cmd_shell_default();
 	int c, status;
 
 	while ((c = cmd_getopt(ctx, argc, argv, &status)) != -1) {
@@ -75,11 +28,7 @@ exec_env(struct cmd_ctx *ctx, int argc, char **argv)
 		case CMD_OPT_DONE:
 			return status;
 		case OPT_SHELL:
-			if (strcmp(optarg, "sh") == 0)
-				sh = SHELL_SH;
-			else if (strcmp(optarg, "fish") == 0)
-				sh = SHELL_FISH;
-			else
+			if (cmd_shell_parse(optarg, &sh) != 0)
 				return cmd_usage_error(ctx, "--shell must be sh or fish, not '%s'",
 				    optarg);
 			break;
@@ -94,8 +43,8 @@ exec_env(struct cmd_ctx *ctx, int argc, char **argv)
 		return cmd_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
 
 	if ((status = cmd_fresh_token(ctx, &o, &res)) == ML_OK) {
-		put_export(sh, "ANTHROPIC_BASE_URL", ctx->cfg.api_base);
-		put_export(sh, "ANTHROPIC_AUTH_TOKEN", res.rec.access_token);
+		cmd_put_export(sh, "ANTHROPIC_BASE_URL", ctx->cfg.api_base);
+		cmd_put_export(sh, "ANTHROPIC_AUTH_TOKEN", res.rec.access_token);
 	}
 	token_result_free(&res);
 	return status;

@@ -299,17 +299,6 @@ jitter_seed(void)
 	return r;
 }
 
-static void
-say(void *arg, bool warning, const char *msg)
-{
-	const struct cmd_ctx *ctx = arg;
-
-	if (warning)
-		cmd_warn(ctx, "%s", msg);
-	else
-		cmd_info(ctx, "mlauth: %s", msg);
-}
-
 static int
 converse(struct send *s, struct ml_err *err)
 {
@@ -321,8 +310,8 @@ converse(struct send *s, struct ml_err *err)
 
 	memset(&resp, 0, sizeof resp);
 	api_session_init(&as, &s->ctx->cfg, s->ctx->verbose, &to);
-	as.say = say;
-	as.say_arg = s->ctx;
+	as.say = cmd_say;
+	as.say_arg = (void *)s->ctx;
 	/*
 	 * A model may think for minutes before the first byte: like Anthropic's
 	 * own SDKs, allow ten.  A stream that stalls once started is caught

@@ -26,6 +26,7 @@ static const struct cmd_entry *const commands[] = {
 	&cmd_send_entry,
 	&cmd_env_entry,
 	&cmd_exec_entry,
+	&cmd_proxy_entry,
 	&cmd_config_entry,
 	&cmd_doctor_entry,
 	NULL

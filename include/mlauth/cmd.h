@@ -32,6 +32,7 @@ extern const struct cmd_entry cmd_env_entry;
 extern const struct cmd_entry cmd_exec_entry;
 extern const struct cmd_entry cmd_login_entry;
 extern const struct cmd_entry cmd_logout_entry;
+extern const struct cmd_entry cmd_proxy_entry;
 extern const struct cmd_entry cmd_send_entry;
 extern const struct cmd_entry cmd_status_entry;
 extern const struct cmd_entry cmd_token_entry;
@@ -72,6 +73,24 @@ int cmd_fresh_token(const struct cmd_ctx *ctx, const struct token_opts *o,
 struct store;
 /* The warning for store=auto that fell back to the file: why, where, how to choose it. */
 void cmd_warn_fallback(const struct cmd_ctx *ctx, const struct store *st);
+/* A shell for export lines: POSIX sh (bash, zsh, dash) or fish. */
+enum cmd_shell { CMD_SHELL_SH, CMD_SHELL_FISH };
+/* fish when $SHELL ends in /fish, else sh. */
+enum cmd_shell cmd_shell_default(void);
+/* "sh" or "fish" into *sh; -1 for anything else. */
+int cmd_shell_parse(const char *name, enum cmd_shell *sh);
+/* One line that sets and exports name to value (quoted so the shell runs nothing). */
+void cmd_put_export(enum cmd_shell sh, const char *name, const char *value);
+/* An api_say_fn (api.h) for ctx (a const struct cmd_ctx *): warnings, or info unless -q. */
+void cmd_say(void *ctx, bool warning, const char *msg);
+struct proxy;
+struct proxy_opts;
+/*
+ * Start a proxy (proxy.h) for ctx's profile with po filled in (po must
+ * outlive it), failures reported: the status to exit with.
+ */
+int cmd_proxy_start(struct cmd_ctx *ctx, long min_valid, unsigned port,
+    struct proxy_opts *po, struct proxy **p);
 /* Report a module's error and return its code (the exit status). */
 int cmd_fail(const struct cmd_ctx *ctx, const struct ml_err *err);
 

@@ -1,0 +1,289 @@
+// mlauth proxy with real clients (the official Anthropic SDK, curl) against the rig's
+// provider and messages API, which checks every bearer JWT for real.
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import Anthropic from '@anthropic-ai/sdk';
+import { run, spawnMlauth, startAPI, stopAll } from './rig.js';
+import { login, setup, sleep, tool } from './fixtures.js';
+
+after(stopAll);
+
+/** A logged-in user (file store) and a messages API trusting the provider. */
+async function ready(opOptions = {}) {
+  const s = await setup({ keyring: false, op: opOptions });
+  const api = await startAPI({ issuer: s.op.issuer, streamPauseMs: 5 });
+  s.env.MLAUTH_API_BASE = api.base;
+  s.env.MLAUTH_STORE = 'file';
+  const r = await login(s.env, s.op);
+  assert.equal(r.code, 0, r.stderr);
+  return { ...s, api };
+}
+
+/** `mlauth proxy` running, with the URL and key that `mlauth proxy --env` gives. */
+async function startProxy(env, args = []) {
+  const h = spawnMlauth(['proxy', ...args], { env });
+  const [, url] = await h.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/, { stream: 'stderr' });
+  const e = await run(['proxy', '--env'], { env });
+  assert.equal(e.code, 0, e.stderr);
+  const base = /^export ANTHROPIC_BASE_URL='([^']*)'$/m.exec(e.stdout)?.[1];
+  const key = /^export ANTHROPIC_API_KEY='([^']*)'$/m.exec(e.stdout)?.[1];
+  assert.equal(base, url);
+  assert.match(key, /^mlauth-proxy-[0-9a-f]{64}$/);
+  return { h, url, key };
+}
+
+const client = (url, key, opts = {}) => new Anthropic({ baseURL: url, apiKey: key, maxRetries: 0, ...opts });
+const ask = (c, text, extra = {}) => c.messages.create({
+  model: 'claude-opus-4-6', max_tokens: 64, messages: [{ role: 'user', content: text }], ...extra,
+});
+
+/** A request without the SDK: status, headers and body text as the client sees them. */
+async function raw(url, { method = 'POST', headers = {}, body } = {}) {
+  const res = await fetch(`${url}/v1/messages`, {
+    method,
+    headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', ...headers },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, headers: res.headers, text: await res.text() };
+}
+
+const HELLO = { model: 'claude-opus-4-6', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] };
+
+test('the SDK through the proxy: answers and streams, the key swapped for the real token', async () => {
+  const { env, api } = await ready();
+  const { h, url, key } = await startProxy(env);
+  const c = client(url, key);
+  const msg = await ask(c, 'Hello, proxy');
+  assert.equal(msg.content[0].text, 'Hello! You said: Hello, proxy');
+
+  let text = '';
+  const stream = c.messages.stream({ model: 'claude-opus-4-6', max_tokens: 64,
+    messages: [{ role: 'user', content: 'stream this please' }] });
+  stream.on('text', (t) => { text += t; });
+  const final = await stream.finalMessage();
+  assert.equal(text, 'Hello! You said: stream this please');
+  assert.equal(final.stop_reason, 'end_turn');
+
+  const token = (await run(['token'], { env })).stdout.trimEnd();
+  const reqs = await api.requests();
+  assert.equal(reqs.length, 2);
+  for (const r of reqs) {
+    assert.equal(r.authorized, true);
+    assert.equal(r.headers.authorization, `Bearer ${token}`);
+    // The key never leaves the proxy, in any header.
+    assert.ok(!JSON.stringify(r.headers).includes(key), 'the per-run key went upstream');
+    assert.equal(r.headers['x-api-key'], undefined);
+    // The SDK's own anthropic-version, once: the proxy adds one only when a client sends none.
+    assert.match(r.headers['anthropic-version'], /^\d{4}-\d{2}-\d{2}$/);
+    assert.equal(r.headers['x-application-name'], 'mlauth');
+    assert.match(r.headers['user-agent'], /^Anthropic\/JS /); // the client's, unchanged
+  }
+  h.kill('SIGTERM');
+  const done = await h.done;
+  assert.equal(done.code, 0, done.stderr);
+  assert.ok(!done.stderr.includes(key) && !done.stderr.includes(token), 'no secret on stderr');
+});
+
+test('requests without the key, or with another, get 401 in the API\'s shape', async () => {
+  const { env, api } = await ready();
+  const { h, url, key } = await startProxy(env);
+  for (const headers of [{}, { 'x-api-key': 'mlauth-proxy-0000' }, { authorization: 'Bearer nope' },
+    { 'x-api-key': `${key}x` }, { authorization: `Basic ${key}` }]) {
+    const r = await raw(url, { headers, body: HELLO });
+    assert.equal(r.status, 401, JSON.stringify(headers));
+    assert.equal(r.headers.get('content-type'), 'application/json');
+    assert.match(JSON.parse(r.text).detail, /^mlauth proxy: .*key/);
+  }
+  // The SDK's own error class for it, and nothing went upstream.
+  await assert.rejects(ask(client(url, 'wrong'), 'hi'), Anthropic.AuthenticationError);
+  assert.equal((await api.requests()).length, 0);
+  // The key as a bearer token (ANTHROPIC_AUTH_TOKEN) works as well as x-api-key.
+  const viaBearer = new Anthropic({ baseURL: url, authToken: key, apiKey: null, maxRetries: 0 });
+  assert.equal((await ask(viaBearer, 'bearer')).content[0].text, 'Hello! You said: bearer');
+  h.kill('SIGTERM');
+  assert.equal((await h.done).code, 0);
+});
+
+test('status, headers and error bodies pass through unchanged; 422 for a system role', async () => {
+  const { env, api } = await ready();
+  const { h, url, key } = await startProxy(env);
+  await api.script([{ status: 429, headers: { 'retry-after': '7', 'x-custom': 'kept' },
+    body: { detail: 'Rate limit exceeded' } }]);
+  const r = await raw(url, { headers: { 'x-api-key': key }, body: HELLO });
+  assert.equal(r.status, 429);
+  assert.equal(r.headers.get('retry-after'), '7');
+  assert.equal(r.headers.get('x-custom'), 'kept');
+  assert.match(r.headers.get('request-id'), /^req_/);
+  assert.deepEqual(JSON.parse(r.text), { detail: 'Rate limit exceeded' });
+
+  // What Claude Code's default model sends: the gateway validates roles, as FastAPI would.
+  const sys = await raw(url, { headers: { 'x-api-key': key }, body: {
+    ...HELLO, messages: [{ role: 'system', content: 'x' }, { role: 'user', content: 'hi' }] } });
+  assert.equal(sys.status, 422);
+  assert.equal(JSON.parse(sys.text).detail[0].msg, "Input should be 'user' or 'assistant'");
+  await assert.rejects(ask(client(url, key), 'hi', { messages: [{ role: 'system', content: 'x' }] }),
+    Anthropic.UnprocessableEntityError);
+  // The query string and the client's own headers reach the API as sent.
+  await fetch(`${url}/v1/messages?beta=true`, { method: 'POST', body: JSON.stringify(HELLO),
+    headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-beta': 'b-1',
+      'x-application-name': 'my-tool' } }).then((res) => res.text());
+  const last = (await api.requests()).at(-1);
+  assert.equal(last.path, '/proxy/anthropic/v1/messages?beta=true');
+  assert.equal(last.headers['anthropic-beta'], 'b-1');
+  assert.equal(last.headers['x-application-name'], 'my-tool');
+  h.kill('SIGTERM');
+  assert.equal((await h.done).code, 0);
+});
+
+test('a stream passes through as it is generated, not buffered', async () => {
+  const { env, api } = await ready();
+  const { h, url, key } = await startProxy(env);
+  // Six events, 400 ms apart on the API's side: buffered, they would arrive together.
+  const events = Array.from({ length: 6 }, (_, i) => ({ event: 'ping', data: { type: 'ping', i } }));
+  await api.script([{ stream: events, pauseMs: 400 }]);
+  const res = await fetch(`${url}/v1/messages`, { method: 'POST', headers: { 'x-api-key': key,
+    'content-type': 'application/json' }, body: JSON.stringify({ ...HELLO, stream: true }) });
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type'), /^text\/event-stream/);
+  const arrivals = [];
+  let text = '';
+  const decoder = new TextDecoder();
+  for await (const chunk of res.body) {
+    text += decoder.decode(chunk, { stream: true });
+    arrivals.push({ at: Date.now(), events: (text.match(/\n\n/g) || []).length });
+  }
+  assert.equal((text.match(/^event: ping$/gm) || []).length, 6);
+  const firstAt = arrivals.find((a) => a.events >= 1).at;
+  const lastAt = arrivals.at(-1).at;
+  // The API spaced them by 5 × 400 ms; only a proxy that holds them back squeezes that.
+  assert.ok(lastAt - firstAt >= 1000, `all events arrived within ${lastAt - firstAt} ms`);
+  h.kill('SIGTERM');
+  assert.equal((await h.done).code, 0);
+});
+
+test('a 401 from the API: one refresh and the same request again; a failed refresh answers, no hang', async () => {
+  const { env, api, op } = await ready();
+  const { h, url, key } = await startProxy(env);
+  const c = client(url, key);
+  await ask(c, 'warm up');
+  await op.resetCounters();
+  await api.script([{ status: 401, body: { detail: 'Token has been revoked' }, skipAuth: true }]);
+  const msg = await ask(c, 'after the 401');
+  assert.equal(msg.content[0].text, 'Hello! You said: after the 401');
+  assert.equal((await op.counters()).refresh, 1);
+  const reqs = await api.requests();
+  assert.equal(reqs.at(-1).body, reqs.at(-2).body, 'the same body sent again');
+  assert.notEqual(reqs.at(-1).headers.authorization, reqs.at(-2).headers.authorization);
+
+  // The session is gone at the provider: the refresh fails and the client hears why.
+  await op.revokeAll();
+  await api.script([{ status: 401, body: { detail: 'Token has been revoked' }, skipAuth: true }]);
+  const err = await ask(c, 'no session').then(() => null, (e) => e);
+  assert.ok(err instanceof Anthropic.AuthenticationError, String(err));
+  assert.match(JSON.stringify(err.error), /mlauth proxy: .*mlauth login/);
+  h.kill('SIGTERM');
+  assert.equal((await h.done).code, 0);
+});
+
+test('five token lifetimes of SDK traffic: no 401 reaches the client, about one refresh per lifetime', async () => {
+  const TTL = 8;
+  const { env, op, api } = await ready({ accessTtl: TTL });
+  const { h, url, key } = await startProxy(env, ['--min-valid', '1']);
+  const c = client(url, key);
+  await op.resetCounters();
+  const started = Date.now();
+  let requests = 0;
+  // Sequential and concurrent, streamed and not, until five lifetimes have passed.
+  while (Date.now() - started < (5 * TTL + 1) * 1000) {
+    const batch = [ask(c, `plain ${requests}`), c.messages.stream({ model: 'claude-opus-4-6',
+      max_tokens: 32, messages: [{ role: 'user', content: `streamed ${requests}` }] }).finalText()];
+    const [a, b] = await Promise.all(batch);
+    assert.equal(a.content[0].text, `Hello! You said: plain ${requests}`);
+    assert.equal(b, `Hello! You said: streamed ${requests}`);
+    requests += 2;
+    await sleep(250);
+  }
+  const elapsed = (Date.now() - started) / 1000;
+  const { refresh, refresh_errors: refreshErrors } = await op.counters();
+  assert.equal(refreshErrors, 0);
+  // A refresh when a token has less than --min-valid left: one per (TTL - 1) s at most.
+  assert.ok(refresh >= 4, `only ${refresh} refreshes in ${elapsed} s`);
+  assert.ok(refresh <= Math.ceil(elapsed / (TTL - 1)) + 1, `${refresh} refreshes in ${elapsed} s`);
+  assert.ok(requests >= 3 * refresh, `${requests} requests, ${refresh} refreshes`);
+  // Whatever the API refused (a token expiring in flight) was retried, never passed on.
+  const unauthorized = (await api.requests()).filter((r) => !r.authorized).length;
+  assert.ok(unauthorized <= refresh, `${unauthorized} requests refused upstream`);
+  h.kill('SIGTERM');
+  assert.equal((await h.done).code, 0);
+});
+
+test('SIGTERM and Ctrl-C stop it within seconds, open streams included', async () => {
+  const { env, api } = await ready();
+  for (const sig of ['SIGTERM', 'SIGINT']) {
+    const { h, url, key } = await startProxy(env);
+    const events = Array.from({ length: 100 }, (_, i) => ({ event: 'ping', data: { type: 'ping', i } }));
+    await api.script([{ stream: events, pauseMs: 500 }]);
+    const res = await fetch(`${url}/v1/messages`, { method: 'POST', headers: { 'x-api-key': key,
+      'content-type': 'application/json' }, body: JSON.stringify({ ...HELLO, stream: true }) });
+    const reader = res.body.getReader();
+    await reader.read(); // the stream is open
+    const t0 = Date.now();
+    h.kill(sig);
+    const done = await h.done;
+    assert.equal(done.code, 0, done.stderr);
+    assert.ok(Date.now() - t0 < 10_000, `took ${Date.now() - t0} ms`);
+    // The client's stream ends (cut, as the answer was not complete), it does not hang.
+    for (;;) {
+      const r = await reader.read().catch(() => ({ done: true }));
+      if (r.done) break;
+    }
+    // Gone: the address file no longer names a proxy.
+    const e = await run(['proxy', '--env'], { env });
+    assert.equal(e.code, 1);
+    assert.match(e.stderr, /no proxy is running for profile default/);
+  }
+});
+
+test('one proxy per profile; --env without one says how to start it; usage errors', async () => {
+  const { env } = await ready();
+  const none = await run(['proxy', '--env'], { env });
+  assert.equal(none.code, 1);
+  assert.equal(none.stdout, '');
+  assert.match(none.stderr, /no proxy is running for profile default: start one with mlauth proxy/);
+  const { h } = await startProxy(env);
+  const second = await run(['proxy'], { env });
+  assert.equal(second.code, 2);
+  assert.match(second.stderr, /a proxy for profile default is already running/);
+  const fish = await run(['proxy', '--env', '--shell', 'fish'], { env });
+  assert.match(fish.stdout, /^set -gx ANTHROPIC_BASE_URL 'http:\/\/127\.0\.0\.1:\d+';\nset -gx ANTHROPIC_API_KEY 'mlauth-proxy-[0-9a-f]{64}';\n$/);
+  h.kill('SIGTERM');
+  assert.equal((await h.done).code, 0);
+  for (const [args, re] of [[['proxy', '--port', '0'], /--port needs a port number/],
+    [['proxy', '--shell', 'sh'], /--shell goes with --env/], [['proxy', 'extra'], /unexpected argument/]]) {
+    const r = await run(args, { env });
+    assert.equal(r.code, 2, args.join(' '));
+    assert.match(r.stderr, re);
+  }
+  // Not logged in: it says so at start, not on every request.
+  const s = await setup({ keyring: false });
+  const out = await run(['proxy'], { env: { ...s.env, MLAUTH_STORE: 'file' } });
+  assert.equal(out.code, 3);
+  assert.match(out.stderr, /mlauth login/);
+});
+
+test('another local user is refused, even with the key', async (t) => {
+  const who = await tool('id', ['-u', 'nobody'], {});
+  if (who.code !== 0) return t.skip('no user nobody on this machine');
+  const { env } = await ready();
+  const { h, url, key } = await startProxy(env);
+  // Headers from stdin (-H @-): the key never goes on a command line.
+  const asNobody = (headers) => tool('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', 'curl',
+    '-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', '@-', '--data-raw', JSON.stringify(HELLO),
+    `${url}/v1/messages`], {}, ['content-type: application/json', ...headers].join('\n'));
+  assert.equal((await asNobody([])).out, '401');
+  // The key is a secret given to this user's processes; another user gets 403 even so.
+  const k = await asNobody([`x-api-key: ${key}`]);
+  assert.equal(k.out, '403', k.err);
+  h.kill('SIGTERM');
+  assert.equal((await h.done).code, 0);
+});
