@@ -213,6 +213,8 @@ api_perform(struct api_session *s, struct api_call *c, struct http_response *res
 	}
 	memset(&req, 0, sizeof req);
 	req.method = c->method != NULL ? c->method : "POST";
+	req.peer = "the messages API";
+	req.peer_check = "the api_base setting";
 	req.url = url;
 	req.content_type = c->content_type;
 	req.body = c->body;
@@ -228,14 +230,20 @@ api_perform(struct api_session *s, struct api_call *c, struct http_response *res
 	if (rc != ML_OK || resp->status != 401 || c->once || s->to.no_refresh)
 		goto out;
 	/* The API refused a token we thought valid (revoked, clock skew): once. */
+	if (s->verbose)
+		api_say(s, false, "the messages API refused the token (HTTP 401); getting a "
+		    "new one");
 	if ((rc = api_token(s, token, &next, err)) != ML_OK) {
+		/* The refresh's error alone would hide why there was one. */
+		err_prefix(err, "the messages API refused the token (HTTP 401), and no new "
+		    "one could be had");
 		c->token_failed = true;
 		goto out;
 	}
 	secret_free(token);
 	req.bearer = token = next;
 	if (s->verbose)
-		api_say(s, false, "the API refused the token; refreshed it, trying again");
+		api_say(s, false, "got a new token; trying again");
 	http_response_free(resp);
 	rc = http_perform(&s->ho, &req, resp, err);
 out:

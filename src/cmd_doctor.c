@@ -852,6 +852,7 @@ exec_doctor(struct cmd_ctx *ctx, int argc, char **argv)
 	d->ctx = ctx;
 	d->cfg = &ctx->cfg;
 	token_http_opts(&ctx->cfg, ctx->verbose, &d->ho);
+	d->ho.no_advice = true;	/* each check has a fix line of its own */
 
 	check_settings(d);
 	check_secret_service(d);

@@ -104,6 +104,7 @@ struct http_trace {
 };
 
 struct http_xfer {
+	bool advice;		/* unreachable: say which peer and what to check */
 	CURL *curl;
 	const struct http_request *req;
 	struct http_response *resp;
@@ -921,9 +922,13 @@ http_env(const char *name)
 	return v != NULL && v[0] != '\0' ? v : NULL;
 }
 
-/* The message for a failed transfer: the origin and curl's reason, never the URL. */
+/*
+ * The message for a failed transfer: the origin and curl's reason, never the
+ * URL; for a peer that cannot be reached, which peer it is and what to check.
+ */
 static int
-http_curl_error(CURLcode cc, const char *origin, const char *errbuf, struct ml_err *err)
+http_curl_error(CURLcode cc, const char *origin, const struct http_request *req,
+    bool advice, const char *errbuf, struct ml_err *err)
 {
 	char why[CURL_ERROR_SIZE];
 	size_t n = 0;
@@ -954,7 +959,11 @@ http_curl_error(CURLcode cc, const char *origin, const char *errbuf, struct ml_e
 	case CURLE_URL_MALFORMAT:
 		return err_set(err, ML_EUSAGE, "cannot use the URL of %s: %s", origin, why);
 	default:
-		return err_set(err, ML_ENET, "cannot reach %s: %s", origin, why);
+		if (!advice || req->peer == NULL || req->peer_check == NULL)
+			return err_set(err, ML_ENET, "cannot reach %s: %s", origin, why);
+		return err_set(err, ML_ENET, "cannot reach %s: %s; is %s up there, and %s "
+		    "right? (mlauth doctor checks the network, proxy and TLS)", origin, why,
+		    req->peer, req->peer_check);
 	}
 }
 
@@ -1101,7 +1110,7 @@ http_transfer_error(const struct http_xfer *x, CURLcode cc, const char *origin,
 	if (cc == CURLE_ABORTED_BY_CALLBACK && x->stalled)
 		return err_set(err, ML_ENET, "%s stopped sending its answer (nothing for %ld s)",
 		    origin, x->stall);
-	return http_curl_error(cc, origin, errbuf, err);
+	return http_curl_error(cc, origin, x->req, x->advice, errbuf, err);
 }
 
 /* Run the set-up transfer and fill in the status; an unstreamed body is never NULL. */
@@ -1132,7 +1141,7 @@ int
 http_perform(const struct http_opts *o, const struct http_request *req,
     struct http_response *resp, struct ml_err *err)
 {
-	static const struct http_opts defaults = { 0, NULL, 0 };
+	static const struct http_opts defaults = { .timeout = 0 };
 	struct http_xfer x;
 	struct curl_slist *headers = NULL;
 	char origin[HTTP_ORIGIN_MAX], errbuf[CURL_ERROR_SIZE];
@@ -1173,6 +1182,7 @@ http_perform(const struct http_opts *o, const struct http_request *req,
 	}
 	x.req = req;
 	x.resp = resp;
+	x.advice = !o->no_advice;
 	timeout = o->timeout > 0 ? o->timeout : HTTP_DEFAULT_TIMEOUT;
 	x.stall = timeout < HTTP_STALL_TIME ? timeout : HTTP_STALL_TIME;
 	http_now(&x.last_progress);

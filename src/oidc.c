@@ -29,6 +29,9 @@
 #define OIDC_INTERVAL_MAX	60L
 #define OIDC_USER_CODE_MAX	64
 #define OIDC_URL_MAX		2048
+/* How errors name the provider, and what to check when it cannot be reached. */
+#define OIDC_PEER		"the identity provider"
+#define OIDC_PEER_CHECK		"the issuer setting"
 #define OIDC_SHOW_MAX		160	/* provider text quoted in a message */
 #define OIDC_ORIGIN_MAX		256
 
@@ -298,7 +301,7 @@ int
 oidc_discover(const struct http_opts *o, const char *issuer, struct oidc_provider *p,
     struct ml_err *err)
 {
-	struct http_request req = { 0 };
+	struct http_request req = { .peer = OIDC_PEER, .peer_check = OIDC_PEER_CHECK };
 	struct http_response resp = { 0 };
 	char origin[OIDC_ORIGIN_MAX], shown[OIDC_SHOW_MAX];
 	char *url = NULL;
@@ -510,7 +513,7 @@ static int
 oidc_post(const struct http_opts *o, const char *url, const char *form,
     struct http_response *resp, struct ml_err *err)
 {
-	struct http_request req = { 0 };
+	struct http_request req = { .peer = OIDC_PEER, .peer_check = OIDC_PEER_CHECK };
 	int rc;
 
 	req.method = "POST";
@@ -587,7 +590,9 @@ oidc_token_error(const struct oidc_error *e, struct ml_err *err)
 	if (strcmp(e->code, "slow_down") == 0)
 		return err_set(err, OIDC_SLOW_DOWN, "asked to poll more slowly");
 	if (strcmp(e->code, "access_denied") == 0)
-		return err_set(err, ML_EFAIL, "login denied at the provider");
+		return err_set(err, ML_EFAIL, "login denied at the provider%s%s%s: run mlauth "
+		    "login to try again", e->desc[0] != '\0' ? " (" : "", e->desc,
+		    e->desc[0] != '\0' ? ")" : "");
 	if (strcmp(e->code, "expired_token") == 0)
 		return err_set(err, ML_EFAIL, "the code expired before it was approved: run "
 		    "mlauth login again");
@@ -794,7 +799,7 @@ int
 oidc_revoke(const struct http_opts *o, const struct oidc_provider *p,
     const char *client_id, const char *refresh_token, struct ml_err *err)
 {
-	struct http_request req = { 0 };
+	struct http_request req = { .peer = OIDC_PEER, .peer_check = OIDC_PEER_CHECK };
 	struct http_response resp = { 0 };
 	struct oidc_error e;
 	char origin[OIDC_ORIGIN_MAX], text[sizeof e.code + sizeof e.desc + 8];

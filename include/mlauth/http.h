@@ -21,6 +21,7 @@ struct http_opts {
 	 */
 	const char *ca_file;
 	int verbose;		/* >= 2: trace to stderr, secrets redacted */
+	bool no_advice;		/* errors without what to check (doctor says it itself) */
 };
 
 /*
@@ -70,6 +71,12 @@ struct http_request {
 	const char *stream_type;
 	http_header_fn on_header;	/* every response header, or NULL */
 	void *header_arg;
+	/*
+	 * When the origin cannot be reached, the error names who answers there
+	 * ("the identity provider") and what to check ("the issuer setting");
+	 * NULL: the origin and curl's reason alone.
+	 */
+	const char *peer, *peer_check;
 };
 
 struct http_response {
