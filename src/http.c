@@ -4,6 +4,7 @@
  * only, no redirects, TLS always verified, bounded time and size, secrets
  * redacted from the -vv trace, errors that name the host and nothing more.
  */
+#define _GNU_SOURCE	/* RTLD_DEEPBIND */
 #include <curl/curl.h>
 #include <dlfcn.h>
 #include <stdbool.h>
@@ -58,6 +59,24 @@ static struct {
 
 static bool http_initialised;
 
+/*
+ * RTLD_DEEPBIND: libcurl and the 30 libraries it brings look their symbols up
+ * among themselves first, not in the helper, GLib, libqrencode and the rest of
+ * the global scope before that.  callgrind: 3 M instructions fewer per load,
+ * about what `send` cost beyond curl sending the same request.  Not under
+ * AddressSanitizer, whose runtime refuses it (it must interpose malloc).
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define HTTP_DLOPEN_FLAGS (RTLD_LAZY | RTLD_LOCAL)
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HTTP_DLOPEN_FLAGS (RTLD_LAZY | RTLD_LOCAL)
+#endif
+#endif
+#ifndef HTTP_DLOPEN_FLAGS
+#define HTTP_DLOPEN_FLAGS (RTLD_LAZY | RTLD_LOCAL | RTLD_DEEPBIND)
+#endif
+
 static int
 http_load_curl(struct ml_err *err)
 {
@@ -65,7 +84,7 @@ http_load_curl(struct ml_err *err)
 
 	if (lc.lib != NULL)
 		return ML_OK;
-	if ((h = dlopen(HTTP_LIBCURL, RTLD_LAZY | RTLD_LOCAL)) == NULL)
+	if ((h = dlopen(HTTP_LIBCURL, HTTP_DLOPEN_FLAGS)) == NULL)
 		return err_set(err, ML_EFAIL, "cannot load libcurl (%s): %s; install it "
 		    "(Debian: apt install libcurl4)", HTTP_LIBCURL, dlerror());
 	/* lc.lib is set last: a table with a gap must not pass for a loaded one. */
