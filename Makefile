@@ -221,18 +221,24 @@ fuzz-clean:
 # ---- fuzz (end) ----
 
 # ---- bench (begin): `make bench`, owned by the performance work ----
-# Times the token fast path and its peers with hyperfine (bench/bench.js: needs the Debian
-# packages hyperfine and time) against the local provider, API and keyring, and prints one
-# table; the same goes to bench/out/latest.json.  A benchmark, not a test: not part of
+# Times the token fast path and its peers (gh, oidc-agent, keyctl, secret-tool, cat),
+# interleaved round by round (bench/rounds.c), with peak RSS, system calls (strace) and
+# instructions (callgrind) beside each, against the local provider, API and keyring, and
+# prints the tables (bench/bench.js); the same goes to bench/out/latest.json.  A benchmark, not a test: not part of
 # `make check`, and a missed goal still exits 0 (non-zero only if it could not measure).
-bench: deps $(BIN) $(HELPER) $(B)/tests/no-keyctl bench/out/herd
+bench: deps $(BIN) $(HELPER) $(B)/tests/no-keyctl bench/out/herd bench/out/rounds
 	MLAUTH_BIN=$(abspath $(BIN)) NO_KEYCTL=$(abspath $(B)/tests/no-keyctl) \
-	    BENCH_HERD=$(abspath bench/out/herd) node bench/bench.js
+	    BENCH_HERD=$(abspath bench/out/herd) BENCH_ROUNDS=$(abspath bench/out/rounds) node bench/bench.js
 
 # Starts N copies of a command at one instant (the concurrent-refresh figure).
 bench/out/herd: bench/herd.c
 	@mkdir -p bench/out
 	$(CC) -O2 -std=c11 -Wall -Wextra -Werror -o $@ bench/herd.c
+
+# Runs commands interleaved round by round, each round in a shuffled order (the timings).
+bench/out/rounds: bench/rounds.c
+	@mkdir -p bench/out
+	$(CC) -O2 -std=c11 -Wall -Wextra -Werror -o $@ bench/rounds.c
 # ---- bench (end) ----
 
 # ---- valgrind (begin): memcheck over the main paths, owned by the security tests ----

@@ -1,21 +1,25 @@
 // make bench: how fast `mlauth token` and friends are, side by side with their peers.
 //
-// Starts the test rig's OpenID Provider, messages API and private Secret Service (all on
-// loopback, stopped by PID at the end), logs in through the provider's test route, then times
-// each pair with hyperfine (-N: no shell in between; the environment is hyperfine's own, so
-// every command sees exactly the private session) and prints one table: command, its median,
-// its peer's median, the ratio command/peer, the goal, ok/over. The same goes to
-// bench/out/bench-STAMP.json and bench/out/latest.json with the machine's facts.
+// Starts the test rig's OpenID Provider, messages API and private Secret Service, an
+// oidc-agent, and a private gh config (all on loopback, no network, stopped by PID at the
+// end), logs in through the provider's test route, checks that every command serves what we
+// think it does, then measures. Timings come from bench/rounds.c: every round runs each
+// command of a figure once, in a shuffled order, so a burst of load lands on all of them
+// alike. Beside each median: peak RSS (/usr/bin/time), system calls per run (strace -f) and
+// instructions (valgrind --tool=callgrind), which do not move with the machine's load.
+// Prints the tables; the same goes to bench/out/bench-STAMP.json and bench/out/latest.json.
 //
 // A benchmark, not a test: a missed goal is reported, never an error. The exit status is
-// non-zero only when something could not be measured at all (a tool missing, a peer that did
-// not start, a command that failed).
+// non-zero only when something could not be measured at all.
 //
-// Environment: MLAUTH_BIN (default ./mlauth; its mlauth-helper and mlauth-secret.so beside it), NO_KEYCTL (default
-// build/tests/no-keyctl); both are copied to a private directory first and timed there;
-// BENCH_HERD (default bench/out/herd), BENCH_QUICK=1 (fewer runs, for trying the script out),
-// BENCH_RT=0 (time under the normal scheduler, not SCHED_FIFO), BENCH_ONLY=REGEX (only the
-// pairs whose name matches, e.g. BENCH_ONLY=send; latest.json is then left alone).
+// Sections: each entry of SECTIONS below is { name, run(ctx) → rows }; BENCH_ONLY=REGEX runs
+// only those whose name matches (latest.json is then left alone). Another section (the proxy
+// figures, say) is one more module with the same shape, added to SECTIONS.
+//
+// Environment: MLAUTH_BIN (default ./mlauth; its mlauth-helper and mlauth-secret.so beside
+// it), NO_KEYCTL (default build/tests/no-keyctl), BENCH_HERD, BENCH_ROUNDS (the timing
+// harness; default bench/out/herd and bench/out/rounds); BENCH_QUICK=1 (a tenth of the
+// rounds, for trying it out); BENCH_RT=0 (normal scheduler, not SCHED_FIFO).
 
 import {
   chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync,
@@ -46,119 +50,37 @@ const NO_KEYCTL = snapshot(process.env.NO_KEYCTL || join(REPO, 'build/tests/no-k
 const {
   MLAUTH_BIN, run, spawnMlauth, startAPI, startKeyring, startOP, stopAll, tmpEnv,
 } = await import('../tests/e2e/rig.js');
-const { tool } = await import('../tests/e2e/fixtures.js');
+const H = await import('./harness.js');
+const { agentClient, ghPeer, oidcAgentPeer } = await import('./peers.js');
 
 const HERD = process.env.BENCH_HERD || join(REPO, 'bench/out/herd');
+const ROUNDS = process.env.BENCH_ROUNDS || join(REPO, 'bench/out/rounds');
 const OUT_DIR = join(REPO, 'bench/out');
-const QUICK = process.env.BENCH_QUICK === '1';
 const ONLY = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY, 'i') : null;
 const CLIENT_ID = 'MLAAS-CLI-API'; // the compiled default, part of the kernel cache key
 const HERD_N = 100;
 const BENCH_NICE = -10;
-// hyperfine and what it times run under SCHED_FIFO (lowest real-time priority) when allowed:
-// on a small shared machine a process that has to wait for a CPU costs a scheduler slice
-// (~4 ms here) and makes medians jump between runs. BENCH_RT=0 measures under the normal
-// scheduler. The kernel's RT throttling keeps 5% of each CPU for everything else.
-let RT = false;
 
 const log = (s) => process.stderr.write(`bench: ${s}\n`);
 const sleep = (ms) => new Promise((r) => { setTimeout(r, ms); });
-/** Quoted for hyperfine -N, which splits its command line like a POSIX shell would. */
-const q = (s) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`);
-const cmdline = (argv) => argv.map(q).join(' ');
+const JWT = /^[\w-]+\.[\w-]+\.[\w-]+$/;
 
-// ---- tools -------------------------------------------------------------------------------
-
-/** Runs cmd with exactly env (plus PATH and LANG); resolves { code, out, err }. */
-function exec(cmd, args, env = {}, input = '') {
-  return tool(cmd, args, { LANG: 'C.UTF-8', ...env }, input);
+function check(cond, what) {
+  if (!cond) throw new Error(`sanity check failed: ${what}`);
 }
-
-function need(path, hint) {
-  if (!existsSync(path)) throw new Error(`${path} is missing: ${hint}`);
-}
-
-async function needTool(name, pkg) {
-  const r = await exec('sh', ['-c', `command -v ${name}`]);
-  if (r.code !== 0) throw new Error(`${name} not found: apt-get install ${pkg}`);
-}
-
-/**
- * Times the commands (each { name, argv }) with hyperfine, so a pair is measured under the
- * same conditions: `rounds` hyperfine runs of runs/rounds each, the order of the commands
- * alternating, so a load that comes and goes (this is a shared machine) falls on both sides
- * alike. Returns { [name]: summary } in milliseconds, over all the runs of all rounds.
- */
-async function hyperfine(commands, { env, warmup, runs, rounds = 5 }, scratch) {
-  if (QUICK) {
-    warmup = Math.min(warmup, 3);
-    runs = Math.max(10, Math.floor(runs / 10));
-    rounds = 2;
-  }
-  const per = Math.max(3, Math.ceil(runs / rounds));
-  const times = Object.fromEntries(commands.map((c) => [c.name, []]));
-  const cpu = Object.fromEntries(commands.map((c) => [c.name, { user: 0, system: 0 }]));
-  for (let round = 0; round < rounds; round++) {
-    const order = round % 2 ? [...commands].reverse() : commands;
-    const file = join(scratch, `hf-${Date.now()}-${round}.json`);
-    const args = ['-N', '--style', 'none', '--warmup', String(Math.max(3, Math.ceil(warmup / rounds))),
-      '--runs', String(per), '--export-json', file];
-    for (const c of order) args.push('-n', c.name, cmdline(c.argv));
-    const r = await exec(...(RT ? ['chrt', ['-f', '1', 'hyperfine', ...args]] : ['hyperfine', args]), env);
-    if (r.code !== 0) {
-      throw new Error(`hyperfine failed (${r.code}) on ${commands.map((c) => c.name).join(' / ')}:\n${r.err || r.out}`);
-    }
-    for (const res of JSON.parse(readFileSync(file, 'utf8')).results) {
-      times[res.command].push(...res.times);
-      cpu[res.command].user += res.user / rounds;
-      cpu[res.command].system += res.system / rounds;
-    }
-  }
-  const ms = (x) => Math.round(x * 1e6) / 1e3; // seconds → ms, µs precision
-  const out = {};
-  for (const [name, t] of Object.entries(times)) {
-    const sorted = [...t].sort((a, b) => a - b);
-    const n = sorted.length;
-    const mean = t.reduce((a, b) => a + b, 0) / n;
-    const median = n % 2 ? sorted[(n - 1) / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
-    out[name] = {
-      median_ms: ms(median), mean_ms: ms(mean),
-      stddev_ms: ms(Math.sqrt(t.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(1, n - 1))),
-      min_ms: ms(sorted[0]), p90_ms: ms(pct(sorted, 90)), max_ms: ms(sorted[n - 1]),
-      user_ms: ms(cpu[name].user), system_ms: ms(cpu[name].system), runs: n, rounds,
-    };
-  }
-  return out;
-}
-
-/** Peak RSS in kB of argv, from /usr/bin/time -v, over n runs: { median_kb, max_kb }. */
-async function peakRss(argv, env, n) {
-  const kb = [];
-  for (let i = 0; i < n; i++) {
-    const r = await exec('/usr/bin/time', ['-v', ...argv], env);
-    const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(r.err);
-    if (r.code !== 0 || !m) throw new Error(`/usr/bin/time -v ${argv.join(' ')} failed (${r.code}): ${r.err}`);
-    kb.push(Number(m[1]));
-  }
-  kb.sort((a, b) => a - b);
-  return { median_kb: kb[Math.floor(kb.length / 2)], max_kb: kb[kb.length - 1], runs: n };
-}
-
-/** Nearest-rank percentile of sorted values. */
-const pct = (sorted, p) => sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)];
 
 // ---- the private session -----------------------------------------------------------------
 
 const cacheDesc = (issuer, profile) => `mlauth:${profile}:${CLIENT_ID}:${issuer}`;
 
 async function kernelKey(issuer, profile) {
-  const r = await exec('keyctl', ['search', '@u', 'user', cacheDesc(issuer, profile)]);
+  const r = await H.exec('keyctl', ['search', '@u', 'user', cacheDesc(issuer, profile)]);
   return r.code === 0 ? r.out.trim() : null;
 }
 
 async function dropKernelKey(issuer, profile) {
   const id = await kernelKey(issuer, profile);
-  if (id) await exec('keyctl', ['unlink', id, '@u']);
+  if (id) await H.exec('keyctl', ['unlink', id, '@u']);
 }
 
 /** mlauth [globals] login --no-browser, approved at the provider's test route. */
@@ -170,96 +92,13 @@ async function login(env, op, globals = []) {
   if (r.code !== 0) throw new Error(`mlauth ${globals.join(' ')} login failed (${r.code}): ${r.stderr}`);
 }
 
-function check(cond, what) {
-  if (!cond) throw new Error(`sanity check failed: ${what}`);
-}
-
-const JWT = /^[\w-]+\.[\w-]+\.[\w-]+$/;
-
-// ---- facts about the machine -------------------------------------------------------------
-
-async function machine() {
-  const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
-  const model = /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1]?.trim() || os.cpus()[0]?.model;
-  const first = async (cmd, args) => (await exec(cmd, args)).out.split('\n')[0].trim();
-  const head = (await exec('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD'])).out.trim();
-  const dirty = (await exec('git', ['-C', REPO, 'status', '--porcelain', '--untracked-files=no'])).out.trim() !== '';
-  return {
-    date: new Date().toISOString(),
-    cpu_model: model,
-    cores: os.cpus().length,
-    kernel: `${os.type()} ${os.release()} ${os.machine()}`,
-    os: /^PRETTY_NAME="?([^"\n]*)/m.exec(readFileSync('/etc/os-release', 'utf8'))?.[1],
-    load_average: os.loadavg().map((x) => Math.round(x * 100) / 100),
-    memory_mb: Math.round(os.totalmem() / 2 ** 20),
-    hyperfine: await first('hyperfine', ['--version']),
-    node: process.version,
-    mlauth: await first(MLAUTH_BIN, ['--version']),
-    binary: SRC_BIN,
-    git: head ? `${head}${dirty ? '-dirty' : ''}` : null,
-    quick: QUICK,
-    only: ONLY ? ONLY.source : null,
-  };
-}
-
-// ---- the table ---------------------------------------------------------------------------
-
-const fmtMs = (x) => (x === undefined || x === null ? '-' : x < 10 ? `${x.toFixed(2)} ms` : `${x.toFixed(1)} ms`);
-
-/** A row of the table; ratio = median / peer median, ok = the goal holds. */
-function timed(id, command, peer, t, goalText, test) {
-  const m = t[command.name].median_ms;
-  const p = t[peer.name].median_ms;
-  const ratio = m / p;
-  const ok = test(ratio);
-  return {
-    id, command: command.label, median_ms: m, peer: peer.label, peer_median_ms: p,
-    ratio: Math.round(ratio * 1000) / 1000, goal: goalText, ok,
-    detail: { [command.label]: t[command.name], [peer.label]: t[peer.name] },
-  };
-}
-
-function printTable(rows) {
-  const cells = rows.map((r) => [
-    r.command,
-    r.median_text ?? fmtMs(r.median_ms),
-    r.peer ?? '-',
-    r.peer_text ?? fmtMs(r.peer_median_ms),
-    r.ratio_text ?? (r.ratio === undefined || r.ratio === null ? '-' : `${r.ratio.toFixed(2)}x`),
-    r.goal,
-    r.error ? 'ERROR' : r.ok ? 'ok' : 'over',
-  ]);
-  const head = ['command', 'median', 'peer', 'peer median', 'ratio', 'goal', 'result'];
-  const width = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
-  const line = (c) => c.map((s, i) => (i === 1 || i === 3 || i === 4 ? s.padStart(width[i]) : s.padEnd(width[i]))).join('  ').trimEnd();
-  const out = [line(head), width.map((w) => '-'.repeat(w)).join('  '), ...cells.map(line)];
-  process.stdout.write(`${out.join('\n')}\n`);
-}
-
-// ---- the benchmark -----------------------------------------------------------------------
-
-async function main() {
-  need(HERD, 'run make bench (it builds bench/out/herd)');
-  for (const [name, pkg] of [['hyperfine', 'hyperfine'], ['/usr/bin/time', 'time'],
-    ['secret-tool', 'libsecret-tools'], ['keyctl', 'keyutils'], ['curl', 'curl']]) await needTool(name, pkg);
-
-  mkdirSync(OUT_DIR, { recursive: true });
-  // Others build, test and fuzz on this machine: a higher priority for us and everything we
-  // start (peers, keyring, hyperfine and the commands it times, both sides of every pair)
-  // keeps their load out of our figures as far as it can. Needs root; best effort.
-  let nice = os.getPriority();
-  try {
-    os.setPriority(0, BENCH_NICE);
-    nice = BENCH_NICE;
-  } catch { /* not root: measure at the normal priority */ }
-  if (process.env.BENCH_RT !== '0') RT = (await exec('chrt', ['-f', '1', '/usr/bin/true'])).code === 0;
-  const facts = await machine();
-  facts.nice = nice;
-  facts.sched = RT ? 'hyperfine pairs under SCHED_FIFO 1 (chrt -f 1)' : 'SCHED_OTHER';
-  log(`${facts.cpu_model}, ${facts.cores} cores, ${facts.kernel}; mlauth ${facts.git ?? ''}`);
-
-  log('starting the provider, the messages API and a private keyring');
-  const op = await startOP({ accessTtl: 7200, interval: 1 });
+/** Everything the sections share: peers, sessions, the figures' commands, all checked. */
+async function setUp() {
+  const client = agentClient();
+  const op = await startOP({
+    accessTtl: 7200, interval: 1,
+    env: { OP_CONFIDENTIAL_CLIENT: client.id, OP_CONFIDENTIAL_SECRET: client.secret },
+  });
   const api = await startAPI({ issuer: op.issuer });
   const home = tmpEnv();
   const kr = await startKeyring(home.env);
@@ -268,7 +107,7 @@ async function main() {
 
   // Sessions: default (Secret Service, served from the kernel cache), nokc (Secret Service,
   // never cached in the kernel), file (the file store).
-  log('logging in (profiles default, nokc, file)');
+  log('logging in (profiles default, nokc, file), starting oidc-agent and gh');
   await Promise.all([
     login(env, op),
     login(env, op, ['-p', 'nokc']),
@@ -276,12 +115,17 @@ async function main() {
   ]);
   await dropKernelKey(op.issuer, 'nokc');
   await dropKernelKey(op.issuer, 'file');
+  const gh = await ghPeer(scratch);
+  const agent = await oidcAgentPeer(scratch, op, client, home.env);
+  process.on('exit', agent.stop); // whatever happens next, the agent goes with us
+  // One environment for every command of a figure: each finds its own part in it.
+  const all = { ...env, ...gh.env, OIDC_SOCK: agent.env.OIDC_SOCK };
 
-  // ---- sanity: each command does what we think we time ----
   const tok = await run(['token'], { env });
   check(tok.code === 0 && JWT.test(tok.stdout.trimEnd()), `mlauth token: ${tok.code} ${tok.stderr}`);
   const token = tok.stdout.trimEnd();
-  check(await kernelKey(op.issuer, 'default'), 'the kernel keyring holds the cached token');
+  const key = await kernelKey(op.issuer, 'default');
+  check(key, 'the kernel keyring holds the cached token');
   const { DBUS_SESSION_BUS_ADDRESS: _bus, ...noBus } = env;
   const nb = await run(['token'], { env: noBus });
   check(nb.code === 0 && nb.stdout.trimEnd() === token, 'a cached token is served without D-Bus (kernel cache hit)');
@@ -289,204 +133,318 @@ async function main() {
   const tokenFile = join(scratch, 'token.txt');
   writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
   const sameSize = Buffer.alloc(token.length, 'x').toString();
-  const st = await exec('secret-tool', ['store', '--label=mlauth bench', 'mlauth-bench', 'token-size'], env, sameSize);
+  const st = await H.exec('secret-tool', ['store', '--label=mlauth bench', 'mlauth-bench', 'token-size'], env, sameSize);
   check(st.code === 0, `secret-tool store: ${st.err}`);
-  const lk = await exec('secret-tool', ['lookup', 'mlauth-bench', 'token-size'], env);
-  check(lk.code === 0 && lk.out.replace(/\n$/, '').length === token.length, 'secret-tool lookup of the same-size secret');
 
-  const nokc = [NO_KEYCTL, MLAUTH_BIN, '-p', 'nokc', 'token'];
-  const r1 = await exec(nokc[0], nokc.slice(1), env);
-  check(r1.code === 0 && JWT.test(r1.out.trimEnd()) && r1.err === '', `no-keyctl mlauth -p nokc token: ${r1.code} ${r1.err}`);
-  check(!(await kernelKey(op.issuer, 'nokc')), 'nothing cached in the kernel for profile nokc');
-  const ssPeer = [NO_KEYCTL, 'secret-tool', 'lookup', 'profile', 'nokc'];
-  const r2 = await exec(ssPeer[0], ssPeer.slice(1), env);
-  check(r2.code === 0 && r2.out.includes('"access_token"'), `no-keyctl secret-tool lookup profile nokc: ${r2.err}`);
-
-  const storeFile = join(home.env.XDG_STATE_HOME, 'mlauth/file.json');
-  need(storeFile, 'mlauth -o store=file login should have written it');
-  const fileCmd = [NO_KEYCTL, MLAUTH_BIN, '-p', 'file', '-o', 'store=file', 'token'];
-  const r3 = await exec(fileCmd[0], fileCmd.slice(1), env);
-  check(r3.code === 0 && JWT.test(r3.out.trimEnd()), `no-keyctl mlauth -p file -o store=file token: ${r3.code} ${r3.err}`);
-  check(!(await kernelKey(op.issuer, 'file')), 'nothing cached in the kernel for profile file');
-  for (const args of [['--version'], ['token', '--help']]) {
-    const r = await run(args, { env });
-    check(r.code === 0 && r.stdout !== '', `mlauth ${args.join(' ')}: ${r.code}`);
-  }
-
-  // ---- the pairs ----
-  const hfEnv = { ...env };
+  const bin = {};
+  for (const [name, pkg] of [['true', 'coreutils'], ['cat', 'coreutils'], ['keyctl', 'keyutils'],
+    ['secret-tool', 'libsecret-tools'], ['curl', 'curl']]) bin[name] = await H.which(name, pkg);
   const cmd = (name, label, argv) => ({ name, label, argv });
-  const TRUE = cmd('true', 'true', ['/usr/bin/true']);
-  const cached = cmd('cached', 'mlauth token (kernel cache hit)', [MLAUTH_BIN, 'token']);
-  const rows = [];
-  const errors = [];
-  async function pair(what, fn) {
-    if (ONLY && !ONLY.test(what)) return;
-    log(what);
-    try {
-      rows.push(...await fn());
-    } catch (e) {
-      errors.push(e.message);
-      rows.push({ id: what, command: what, goal: '-', ok: false, error: e.message });
-      log(`ERROR: ${e.message}`);
-    }
+  const peers = {
+    true: cmd('true', 'true', [bin.true]),
+    mlauth: cmd('mlauth', 'mlauth token (cached)', [MLAUTH_BIN, 'token']),
+    keyctl: cmd('keyctl', 'keyctl pipe (the same key)', [bin.keyctl, 'pipe', key]),
+    cat: cmd('cat', `cat (a ${token.length + 1} B token file)`, [bin.cat, tokenFile]),
+    secret: cmd('secret', `secret-tool lookup (${token.length} B)`, [bin['secret-tool'], 'lookup', 'mlauth-bench', 'token-size']),
+    oidc: cmd('oidc', 'oidc-token (running oidc-agent)', agent.argv),
+    gh: cmd('gh', 'gh auth token (hosts.yml)', gh.argv),
+  };
+  // Each serves the token it should, from its cache, before it is timed.
+  await op.resetCounters();
+  const want = {
+    mlauth: token, keyctl: null, cat: token, secret: sameSize, gh: gh.token, oidc: null,
+  };
+  for (const [k, c] of Object.entries(peers)) {
+    if (k === 'true') continue;
+    const r = await H.exec(c.argv[0], c.argv.slice(1), all);
+    const out = r.out.replace(/\n$/, '');
+    check(r.code === 0, `${c.label}: exit ${r.code} ${r.err}`);
+    if (want[k]) check(out === want[k], `${c.label} printed what it keeps`);
+    if (k === 'keyctl') check(out.endsWith(token), 'keyctl pipe prints the cached payload');
+    if (k === 'oidc') check(JWT.test(out), 'oidc-token prints an access token');
   }
-  const fast = { env: hfEnv, warmup: 50, runs: 1000 };
+  const twice = await H.exec(agent.argv[0], agent.argv.slice(1), all);
+  const c = await op.counters();
+  check(twice.code === 0 && c.token === 0 && c.refresh === 0 && c.discovery === 0,
+    `the peers asked the provider nothing (counters ${JSON.stringify(c)}): oidc-agent serves its cached token`);
 
-  await pair('cached token vs true', async () => {
-    const t = await hyperfine([cached, TRUE], fast, scratch);
-    return [timed('cached_vs_true', cached, TRUE, t, '<= 2x', (x) => x <= 2)];
-  });
-  await pair('cached token vs secret-tool lookup (same size)', async () => {
-    const peer = cmd('secret-tool', `secret-tool lookup (${token.length} B secret)`,
-      ['secret-tool', 'lookup', 'mlauth-bench', 'token-size']);
-    const t = await hyperfine([cached, peer], { env: hfEnv, warmup: 10, runs: 200 }, scratch);
-    return [timed('cached_vs_secret_tool', cached, peer, t, '<= 0.10x (10x faster)', (x) => x <= 0.1)];
-  });
-  await pair('cached token vs cat', async () => {
-    const peer = cmd('cat', `cat token file (${token.length + 1} B)`, ['/usr/bin/cat', tokenFile]);
-    const t = await hyperfine([cached, peer], fast, scratch);
-    return [timed('cached_vs_cat', cached, peer, t, '< 1x (stretch)', (x) => x < 1)];
-  });
-  await pair('mlauth --version vs true', async () => {
-    const c = cmd('version', 'mlauth --version', [MLAUTH_BIN, '--version']);
-    const t = await hyperfine([c, TRUE], fast, scratch);
-    return [timed('version_vs_true', c, TRUE, t, '<= 2x', (x) => x <= 2)];
-  });
-  await pair('mlauth token --help vs true', async () => {
-    const c = cmd('help', 'mlauth token --help', [MLAUTH_BIN, 'token', '--help']);
-    const t = await hyperfine([c, TRUE], { env: hfEnv, warmup: 20, runs: 300 }, scratch);
-    return [timed('token_help_vs_true', c, TRUE, t, '<= 2x', (x) => x <= 2)];
-  });
-  await pair('no kernel keyring: Secret Service path vs secret-tool lookup', async () => {
-    const c = cmd('nokc', 'no-keyctl mlauth token (Secret Service)', nokc);
-    const peer = cmd('nokc-peer', 'no-keyctl secret-tool lookup (same record)', ssPeer);
-    const t = await hyperfine([c, peer], { env: hfEnv, warmup: 10, runs: 150 }, scratch);
-    check(!(await kernelKey(op.issuer, 'nokc')), 'the kernel cache stayed empty for profile nokc');
-    return [timed('secret_service_vs_secret_tool', c, peer, t, '<= 1.2x', (x) => x <= 1.2)];
-  });
-  await pair('no kernel keyring: file store vs cat', async () => {
-    const c = cmd('file', 'no-keyctl mlauth -o store=file token', fileCmd);
-    const peer = cmd('file-peer', 'no-keyctl cat (the store file)', [NO_KEYCTL, '/usr/bin/cat', storeFile]);
-    const t = await hyperfine([c, peer], { env: hfEnv, warmup: 20, runs: 300 }, scratch);
-    return [timed('file_store_vs_cat', c, peer, t, '<= 2x', (x) => x <= 2)];
-  });
+  return { op, api, env, all, scratch, token, key, peers, bin, agent, cmd };
+}
 
-  await pair('peak RSS of the cached token', async () => {
-    const n = QUICK ? 5 : 30;
-    const rss = await peakRss([MLAUTH_BIN, 'token'], env, n);
-    const floor = await peakRss(['/usr/bin/true'], env, n);
-    const mb = (kb) => kb / 1024;
-    return [{
-      id: 'cached_peak_rss', command: 'peak RSS, mlauth token (cached)', median_ms: null,
-      median_text: `${mb(rss.max_kb).toFixed(2)} MB`, peer: 'peak RSS, true',
-      peer_text: `${mb(floor.max_kb).toFixed(2)} MB`, ratio: rss.max_kb / floor.max_kb,
-      goal: '<= 3 MB', ok: rss.max_kb <= 3 * 1024,
-      detail: { mlauth_token: rss, true: floor, unit: 'kB, /usr/bin/time -v, max over runs' },
-    }];
-  });
+// ---- the sections ------------------------------------------------------------------------
 
-  await pair('mlauth send vs curl', async () => {
-    await api.reset();
-    const s = await run(['send', 'Hello'], { env });
-    check(s.code === 0, `mlauth send Hello: ${s.code} ${s.stderr}`);
-    const seen = await api.requests();
-    const req = seen[seen.length - 1];
-    check(req && req.authorized, 'the API saw an authorized request');
-    // The same body and headers; Authorization from `mlauth token --header`, captured once.
-    const hdr = await run(['token', '--header'], { env });
-    check(hdr.code === 0 && hdr.stdout.startsWith('Authorization: Bearer '), 'mlauth token --header');
-    const keep = ['accept', 'content-type', 'anthropic-version', 'x-application-name'];
-    const lines = [hdr.stdout.trimEnd(),
-      ...keep.filter((k) => req.headers[k] !== undefined).map((k) => `${k}: ${req.headers[k]}`)];
-    const hdrFile = join(scratch, 'headers.txt');
-    const bodyFile = join(scratch, 'body.json');
-    writeFileSync(hdrFile, `${lines.join('\n')}\n`, { mode: 0o600 });
-    writeFileSync(bodyFile, req.body);
-    const curlArgv = ['curl', '-sS', '--fail', '-o', '/dev/null', '-H', `@${hdrFile}`,
-      '--data-binary', `@${bodyFile}`, `${api.base}/v1/messages`];
-    const c = await exec(curlArgv[0], curlArgv.slice(1), env);
-    check(c.code === 0, `curl to the messages API: ${c.code} ${c.err}`);
-    const c1 = cmd('send', 'mlauth send Hello', [MLAUTH_BIN, 'send', 'Hello']);
-    const c2 = cmd('curl', 'curl (same body and headers)', curlArgv);
-    const t = await hyperfine([c1, c2], { env: hfEnv, warmup: 5, runs: 100 }, scratch);
-    await api.reset();
-    const row = timed('send_vs_curl', c1, c2, t, '<= 1.2x', (x) => x <= 1.2);
-    row.detail.body_bytes = Buffer.byteLength(req.body);
-    row.detail.headers = lines.map((l) => l.replace(/Bearer \S+/, 'Bearer …'));
-    return [row];
-  });
+const mb = (kb) => `${(kb / 1024).toFixed(2)} MB`;
+const fmtMs = (x) => (x === null || x === undefined ? '-' : x < 10 ? `${x.toFixed(2)} ms` : `${x.toFixed(1)} ms`);
+const fmtX = (x) => (x === null || x === undefined ? '-' : `${x.toFixed(2)}x`);
+const fmtN = (n) => (n === null || n === undefined ? '-' : n >= 1e6 ? `${(n / 1e6).toFixed(1)} M` : n >= 1e4 ? `${Math.round(n / 1e3)} k` : String(n));
 
-  // Refreshes: sessions whose tokens live 4 s, so min_valid is capped at 2 s and they are stale
-  // after 2 s; the provider then issues 2-hour tokens again, so each refresh happens once.
-  await pair('refresh: requests to the provider; 100 concurrent callers at expiry', async () => {
-    await op.set({ accessTtl: 4 });
-    await Promise.all([login(env, op, ['-p', 'refresh']), login(env, op, ['-p', 'herd'])]);
-    const obtained = Date.now();
-    await op.set({ accessTtl: 7200 });
-    await sleep(Math.max(0, obtained + 2300 - Date.now()));
-    const out = [];
+/** Peak RSS, system calls and instructions of one command. */
+async function profile(c, env, scratch) {
+  const [rss, sc, ins] = [await H.peakRss(c.argv, env), await H.syscalls(c.argv, env, scratch),
+    await H.instructions(c.argv, env)];
+  return { peak_rss_kb: rss.max_kb, rss, syscalls: sc.total, instructions: ins.count, instructions_why: ins.why };
+}
 
-    await op.resetCounters();
-    const t0 = process.hrtime.bigint();
-    const one = await run(['-p', 'refresh', 'token'], { env });
-    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-    check(one.code === 0 && JWT.test(one.stdout.trimEnd()), `forced refresh: ${one.code} ${one.stderr}`);
-    const c = await op.counters();
-    check(c.refresh === 1, `the forced refresh refreshed once (counters ${JSON.stringify(c)})`);
-    const requests = c.discovery + c.token + c.device_authorization + c.revocation;
-    out.push({
-      id: 'refresh_requests', command: 'one forced refresh: HTTP requests',
-      median_ms: null, median_text: `${requests} req`, peer: null,
-      peer_text: `disc ${c.discovery} + token ${c.token}`, ratio: null,
-      goal: 'exactly 1 request', ok: requests === 1,
-      detail: { counters: c, wall_ms: Math.round(ms * 100) / 100 },
-    });
+/** A goal row: what, the figure, the goal, whether it holds. */
+const goal = (figure, value, text, ok, detail) => ({ kind: 'goal', figure, value, goal: text, ok, detail });
 
-    await op.resetCounters();
-    const herdDir = mkdtempSync(join(scratch, 'herd-'));
-    const h = await exec(HERD, [String(HERD_N), herdDir, MLAUTH_BIN, '-p', 'herd', 'token'], env);
-    check(h.code === 0, `herd: ${h.err}`);
-    const res = JSON.parse(h.out);
-    const hc = await op.counters();
-    const outs = res.status.map((_, i) => readFileSync(join(herdDir, `${i}.out`), 'utf8').trimEnd());
-    const failed = res.status.filter((s) => s !== 0).length;
-    const distinct = new Set(outs).size;
-    const lat = [...res.latency_ms].sort((a, b) => a - b);
-    const p50 = pct(lat, 50);
-    const p99 = pct(lat, 99);
-    out.push({
-      id: 'herd', command: `${HERD_N} concurrent mlauth token at expiry`,
-      median_ms: p50, median_text: `p50 ${fmtMs(p50)}`, peer: null,
-      peer_text: `p99 ${fmtMs(p99)}`, ratio: null,
-      ratio_text: `${hc.refresh} refr.`, goal: '1 refresh, all served',
-      ok: hc.refresh === 1 && hc.refresh_errors === 0 && failed === 0 && distinct === 1,
-      detail: {
-        counters: hc, failed_callers: failed, distinct_tokens: distinct,
-        latency_ms: { p50, p90: pct(lat, 90), p99, max: lat[lat.length - 1], min: lat[0] },
-        first_error: failed ? readFileSync(join(herdDir, `${res.status.findIndex((s) => s !== 0)}.err`), 'utf8') : undefined,
-      },
-    });
-    return out;
-  });
+const SECTIONS = [
+  {
+    name: 'token',
+    title: 'a cached token and its peers, interleaved round by round',
+    async run(ctx) {
+      const list = Object.values(ctx.peers);
+      const t = await H.interleave(list, { env: ctx.all, rounds: 300 });
+      const figures = [];
+      for (const c of list) {
+        figures.push({ kind: 'figure', name: c.name, command: c.label, ...t[c.name], ...await profile(c, ctx.all, ctx.scratch) });
+      }
+      const by = Object.fromEntries(figures.map((f) => [f.name, f]));
+      const m = by.mlauth.median_ms;
+      for (const f of figures) {
+        f.x_true = f.median_ms / by.true.median_ms;
+        f.mlauth_over_this = m / f.median_ms;
+      }
+      ctx.figures = by;
+      const r = (p) => m / by[p].median_ms;
+      return [...figures,
+        goal('mlauth token / true', fmtX(r('true')), '<= 1.10x', r('true') <= 1.10),
+        goal('mlauth token / keyctl pipe', fmtX(r('keyctl')), '< 1x', r('keyctl') < 1),
+        goal('mlauth token / oidc-token', fmtX(r('oidc')), '<= 1x', r('oidc') <= 1),
+        goal('mlauth token / secret-tool lookup', fmtX(r('secret')), '<= 0.10x', r('secret') <= 0.1),
+        goal('mlauth token / gh auth token', fmtX(r('gh')), '< 1x', r('gh') < 1),
+        goal('mlauth token / cat', fmtX(r('cat')), '< 1x (stretch)', r('cat') < 1),
+        goal('peak RSS, mlauth token', mb(by.mlauth.peak_rss_kb), '<= 1.5 MB', by.mlauth.peak_rss_kb <= 1536,
+          { true_kb: by.true.peak_rss_kb }),
+      ];
+    },
+  },
+  {
+    name: 'front',
+    title: 'the front alone: --version, token --help, and the paths without the kernel keyring',
+    async run(ctx) {
+      const { cmd, peers, op } = ctx;
+      const version = cmd('version', 'mlauth --version', [MLAUTH_BIN, '--version']);
+      const help = cmd('help', 'mlauth token --help', [MLAUTH_BIN, 'token', '--help']);
+      const t = await H.interleave([peers.true, version, help], { env: ctx.all, rounds: 300 });
+      const rows = [
+        goal('mlauth --version / true', fmtX(t.version.median_ms / t.true.median_ms), '<= 2x',
+          t.version.median_ms / t.true.median_ms <= 2, t),
+        goal('mlauth token --help / true', fmtX(t.help.median_ms / t.true.median_ms), '<= 2x',
+          t.help.median_ms / t.true.median_ms <= 2, t),
+      ];
+      // No kernel keyring (as some containers forbid keyctl): the Secret Service, the file.
+      const nokc = cmd('nokc', 'no-keyctl mlauth -p nokc token', [NO_KEYCTL, MLAUTH_BIN, '-p', 'nokc', 'token']);
+      const ssPeer = cmd('nokc-peer', 'no-keyctl secret-tool lookup', [NO_KEYCTL, ctx.bin['secret-tool'], 'lookup', 'profile', 'nokc']);
+      const storeFile = join(ctx.env.XDG_STATE_HOME, 'mlauth/file.json');
+      const file = cmd('file', 'no-keyctl mlauth -p file token', [NO_KEYCTL, MLAUTH_BIN, '-p', 'file', '-o', 'store=file', 'token']);
+      const catFile = cmd('file-peer', 'no-keyctl cat (the store file)', [NO_KEYCTL, ctx.bin.cat, storeFile]);
+      for (const c of [nokc, file]) {
+        const r = await H.exec(c.argv[0], c.argv.slice(1), ctx.all);
+        check(r.code === 0 && JWT.test(r.out.trimEnd()) && r.err === '', `${c.label}: ${r.code} ${r.err}`);
+      }
+      const s = await H.interleave([nokc, ssPeer, file, catFile], { env: ctx.all, rounds: 150 });
+      check(!(await kernelKey(op.issuer, 'nokc')) && !(await kernelKey(op.issuer, 'file')),
+        'nothing was cached in the kernel for profiles nokc and file');
+      const ss = s.nokc.median_ms / s['nokc-peer'].median_ms;
+      const fs = s.file.median_ms / s['file-peer'].median_ms;
+      rows.push(goal('no keyctl: Secret Service path / secret-tool lookup', fmtX(ss), '<= 1.2x', ss <= 1.2, s));
+      rows.push(goal('no keyctl: file store / cat', fmtX(fs), '<= 2x', fs <= 2, s));
+      return rows;
+    },
+  },
+  {
+    name: 'send',
+    title: 'mlauth send with a cached token against curl sending the same request',
+    async run(ctx) {
+      const { api, env, cmd } = ctx;
+      await api.reset();
+      const s = await run(['send', 'Hello'], { env });
+      check(s.code === 0, `mlauth send Hello: ${s.code} ${s.stderr}`);
+      const seen = await api.requests();
+      const req = seen[seen.length - 1];
+      check(req && req.authorized, 'the API saw an authorized request');
+      const hdr = await run(['token', '--header'], { env });
+      check(hdr.code === 0 && hdr.stdout.startsWith('Authorization: Bearer '), 'mlauth token --header');
+      const keep = ['accept', 'content-type', 'anthropic-version', 'x-application-name'];
+      const lines = [hdr.stdout.trimEnd(),
+        ...keep.filter((k) => req.headers[k] !== undefined).map((k) => `${k}: ${req.headers[k]}`)];
+      const hdrFile = join(ctx.scratch, 'headers.txt');
+      const bodyFile = join(ctx.scratch, 'body.json');
+      writeFileSync(hdrFile, `${lines.join('\n')}\n`, { mode: 0o600 });
+      writeFileSync(bodyFile, req.body);
+      const curl = cmd('curl', 'curl (same body and headers)', [ctx.bin.curl, '-sS', '--fail', '-o', '/dev/null',
+        '-H', `@${hdrFile}`, '--data-binary', `@${bodyFile}`, `${api.base}/v1/messages`]);
+      const send = cmd('send', 'mlauth send Hello', [MLAUTH_BIN, 'send', 'Hello']);
+      const c = await H.exec(curl.argv[0], curl.argv.slice(1), env);
+      check(c.code === 0, `curl to the messages API: ${c.code} ${c.err}`);
+      const t = await H.interleave([send, curl], { env: ctx.all, rounds: 100, warmup: 5 });
+      const figures = [];
+      for (const x of [send, curl]) {
+        figures.push({ kind: 'figure', name: x.name, command: x.label, ...t[x.name], ...await profile(x, ctx.all, ctx.scratch) });
+      }
+      await api.reset();
+      const ratio = t.send.median_ms / t.curl.median_ms;
+      figures[0].mlauth_over_this = 1;
+      figures[1].mlauth_over_this = ratio;
+      return [...figures, goal('mlauth send / curl', fmtX(ratio), '<= 1.05x', ratio <= 1.05,
+        { body_bytes: Buffer.byteLength(req.body), headers: lines.map((l) => l.replace(/Bearer \S+/, 'Bearer …')) })];
+    },
+  },
+  {
+    name: 'refresh',
+    title: 'refreshes: requests to the provider; 100 concurrent callers at expiry',
+    // Sessions whose tokens live 4 s, so min_valid is capped at 2 s and they are stale after
+    // 2 s; the provider then issues 2-hour tokens again, so each refresh happens once.
+    async run(ctx) {
+      const { op, env } = ctx;
+      await op.set({ accessTtl: 4 });
+      await Promise.all([login(env, op, ['-p', 'refresh']), login(env, op, ['-p', 'herd'])]);
+      const obtained = Date.now();
+      await op.set({ accessTtl: 7200 });
+      await sleep(Math.max(0, obtained + 2300 - Date.now()));
+      await op.resetCounters();
+      const one = await run(['-p', 'refresh', 'token'], { env });
+      check(one.code === 0 && JWT.test(one.stdout.trimEnd()), `forced refresh: ${one.code} ${one.stderr}`);
+      const c = await op.counters();
+      check(c.refresh === 1, `the forced refresh refreshed once (counters ${JSON.stringify(c)})`);
+      const requests = c.discovery + c.token + c.device_authorization + c.revocation;
+      const rows = [goal('one forced refresh: HTTP requests', `${requests} req`, 'exactly 1', requests === 1, c)];
 
-  // ---- report ----
+      await op.resetCounters();
+      const herdDir = mkdtempSync(join(ctx.scratch, 'herd-'));
+      const h = await H.exec(HERD, [String(HERD_N), herdDir, MLAUTH_BIN, '-p', 'herd', 'token'], env);
+      check(h.code === 0, `herd: ${h.err}`);
+      const res = JSON.parse(h.out);
+      const hc = await op.counters();
+      const outs = res.status.map((_, i) => readFileSync(join(herdDir, `${i}.out`), 'utf8').trimEnd());
+      const failed = res.status.filter((x) => x !== 0).length;
+      const distinct = new Set(outs).size;
+      const lat = [...res.latency_ms].sort((a, b) => a - b);
+      rows.push(goal(`${HERD_N} concurrent mlauth token at expiry`,
+        `${hc.refresh} refresh, p50 ${fmtMs(H.pct(lat, 50))}, p99 ${fmtMs(H.pct(lat, 99))}`,
+        '1 refresh, all served', hc.refresh === 1 && hc.refresh_errors === 0 && failed === 0 && distinct === 1,
+        { counters: hc, failed_callers: failed, distinct_tokens: distinct }));
+      return rows;
+    },
+  },
+];
+
+// ---- facts and tables --------------------------------------------------------------------
+
+async function machine() {
+  const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+  const model = /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1]?.trim() || os.cpus()[0]?.model;
+  const first = async (c, args) => (await H.exec(c, args)).out.split('\n')[0].trim();
+  const head = (await H.exec('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD'])).out.trim();
+  const dirty = (await H.exec('git', ['-C', REPO, 'status', '--porcelain', '--untracked-files=no'])).out.trim() !== '';
+  return {
+    date: new Date().toISOString(),
+    cpu_model: model,
+    cores: os.cpus().length,
+    kernel: `${os.type()} ${os.release()} ${os.machine()}`,
+    os: /^PRETTY_NAME="?([^"\n]*)/m.exec(readFileSync('/etc/os-release', 'utf8'))?.[1],
+    load_average: os.loadavg().map((x) => Math.round(x * 100) / 100),
+    memory_mb: Math.round(os.totalmem() / 2 ** 20),
+    node: process.version,
+    mlauth: await first(MLAUTH_BIN, ['--version']),
+    binary: SRC_BIN,
+    git: head ? `${head}${dirty ? '-dirty' : ''}` : null,
+    quick: H.QUICK,
+    only: ONLY ? ONLY.source : null,
+  };
+}
+
+function table(head, rows, right) {
+  const width = head.map((h, i) => Math.max(h.length, ...rows.map((c) => c[i].length)));
+  const line = (c) => c.map((s, i) => (right.includes(i) ? s.padStart(width[i]) : s.padEnd(width[i]))).join('  ').trimEnd();
+  return [line(head), width.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+function printFigures(figures) {
+  const head = ['command', 'median', 'p90', 'x true', 'mlauth/this', 'peak RSS', 'faults', 'syscalls', 'instructions'];
+  const rows = figures.map((f) => [f.command, fmtMs(f.median_ms), fmtMs(f.p90_ms), fmtX(f.x_true),
+    fmtX(f.mlauth_over_this), f.peak_rss_kb ? mb(f.peak_rss_kb) : '-', String(f.minflt ?? '-'),
+    String(f.syscalls ?? '-'), fmtN(f.instructions)]);
+  process.stdout.write(`${table(head, rows, [1, 2, 3, 4, 5, 6, 7, 8])}\n\n`);
+}
+
+function printGoals(goals) {
+  const head = ['figure', 'value', 'goal', 'result'];
+  const rows = goals.map((g) => [g.figure, g.value ?? '-', g.goal, g.error ? `ERROR: ${g.error}` : g.ok ? 'ok' : 'over']);
+  process.stdout.write(`${table(head, rows, [1])}\n`);
+}
+
+// ---- main --------------------------------------------------------------------------------
+
+async function main() {
+  for (const [p, hint] of [[HERD, 'run make bench (it builds bench/out/herd)'], [ROUNDS, 'run make bench (it builds bench/out/rounds)']]) {
+    if (!existsSync(p)) throw new Error(`${p} is missing: ${hint}`);
+  }
+  for (const [name, pkg] of [['/usr/bin/time', 'time'], ['strace', 'strace'], ['valgrind', 'valgrind'],
+    ['secret-tool', 'libsecret-tools'], ['keyctl', 'keyutils'], ['curl', 'curl'], ['gh', 'gh'],
+    ['oidc-agent', 'oidc-agent'], ['oidc-gen', 'oidc-agent-cli']]) await H.which(name, pkg);
+  mkdirSync(OUT_DIR, { recursive: true });
+  // Others build, test and fuzz on this machine: a higher priority for us and everything we
+  // start keeps their load out of our figures as far as it can. Needs root; best effort.
+  let nice = os.getPriority();
+  try {
+    os.setPriority(0, BENCH_NICE);
+    nice = BENCH_NICE;
+  } catch { /* not root: measure at the normal priority */ }
+  // The timing harness and what it runs under SCHED_FIFO (lowest real-time priority) when
+  // allowed: on a small shared machine a process that waits for a CPU costs a scheduler slice.
+  const rt = process.env.BENCH_RT !== '0' && (await H.exec('chrt', ['-f', '1', '/usr/bin/true'])).code === 0;
+  H.configure({ rounds: ROUNDS, rt });
+  const facts = await machine();
+  facts.nice = nice;
+  facts.sched = rt ? 'timed under SCHED_FIFO 1 (chrt -f 1)' : 'SCHED_OTHER';
+  log(`${facts.cpu_model}, ${facts.cores} cores, ${facts.kernel}; mlauth ${facts.git ?? ''}`);
+
+  log('starting the provider, the messages API, a private keyring, oidc-agent');
+  const ctx = await setUp();
+  const sections = [];
+  const errors = [];
+  try {
+    for (const s of SECTIONS) {
+      if (ONLY && !ONLY.test(s.name)) continue;
+      log(s.title);
+      try {
+        sections.push({ name: s.name, title: s.title, rows: await s.run(ctx) });
+      } catch (e) {
+        errors.push(`${s.name}: ${e.message}`);
+        sections.push({ name: s.name, title: s.title, rows: [{ kind: 'goal', figure: s.name, goal: '-', ok: false, error: e.message }] });
+        log(`ERROR: ${e.message}`);
+      }
+    }
+  } finally {
+    ctx.agent.stop();
+  }
+
   facts.load_average_end = os.loadavg().map((x) => Math.round(x * 100) / 100);
   const busy = Math.max(facts.load_average[0], facts.load_average_end[0]) > facts.cores / 2;
   process.stdout.write(`\nmlauth ${facts.git ?? ''} on ${facts.cpu_model} (${facts.cores} cores), ${facts.kernel}, ${facts.date}\n`);
   process.stdout.write(`load average ${facts.load_average[0]} at the start, ${facts.load_average_end[0]} at the end; nice ${nice}; ` +
-    `${RT ? 'timed under SCHED_FIFO' : 'normal scheduler'}` +
-    `${busy ? ': a busy machine, so expect noise (the 100-caller figure above all)' : ''}\n`);
-  process.stdout.write('ratio = median / peer median; hyperfine -N (no shell), pairs interleaved; ' +
-    `details in bench/out/${ONLY ? 'bench-STAMP' : 'latest'}.json\n\n`);
-  printTable(rows);
+    `${facts.sched}${busy ? ': a busy machine, so trust syscalls and instructions over times' : ''}\n`);
+  process.stdout.write('median over rounds that run every command of a figure once, in a shuffled order; ' +
+    'mlauth/this = the mlauth figure of the table (token, or send) / this median; peak RSS /usr/bin/time; ' +
+    'faults (minor, median) getrusage; syscalls strace -f; instructions callgrind\n\n');
+  const goals = [];
+  for (const s of sections) {
+    const figures = s.rows.filter((r) => r.kind === 'figure');
+    if (figures.length) {
+      process.stdout.write(`${s.title}:\n`);
+      printFigures(figures);
+    }
+    goals.push(...s.rows.filter((r) => r.kind === 'goal'));
+  }
+  printGoals(goals);
   const stamp = facts.date.replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-  const report = { machine: facts, rows, errors };
-  const json = `${JSON.stringify(report, null, 2)}\n`;
+  const json = `${JSON.stringify({ machine: facts, sections, errors }, null, 2)}\n`;
   writeFileSync(join(OUT_DIR, `bench-${stamp}.json`), json);
   if (!ONLY) writeFileSync(join(OUT_DIR, 'latest.json'), json);
-  const over = rows.filter((r) => !r.ok && !r.error).length;
-  process.stdout.write(`\n${rows.length - over - errors.length} ok, ${over} over goal, ${errors.length} not measured; ` +
+  const over = goals.filter((g) => !g.ok && !g.error).length;
+  process.stdout.write(`\n${goals.length - over - errors.length} ok, ${over} over goal, ${errors.length} not measured; ` +
     `written to bench/out/bench-${stamp}.json\n`);
   if (errors.length) process.exitCode = 1;
 }

@@ -6,12 +6,12 @@ cd "$(dirname "$0")/.."
 
 # Build: compilers and libraries.  Tests: the keyring and its tools, shells
 # for the completions, tmux for terminal tests, libFuzzer's runtime,
-# valgrind; bench: hyperfine and GNU time.
+# valgrind; bench: GNU time, strace and the peers (gh, oidc-agent).
 pkgs="build-essential pkg-config clang libcurl4-openssl-dev libjansson-dev
 libsecret-1-dev libmicrohttpd-dev libglib2.0-dev libkeyutils-dev libqrencode-dev libcmocka-dev
 libjwt-dev libssl-dev
 gnome-keyring libsecret-tools dbus-daemon dbus-bin keyutils valgrind man-db
-libclang-rt-14-dev tmux zsh fish openssl curl hyperfine time zbar-tools"
+libclang-rt-14-dev tmux zsh fish openssl curl time strace gh oidc-agent oidc-agent-cli zbar-tools"
 # Node may come from elsewhere (NodeSource ships npm inside nodejs); only ask
 # Debian for what is really missing.
 command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs"

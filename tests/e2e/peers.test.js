@@ -445,3 +445,28 @@ function parseSse(text) {
     return { event: ev.event, data: JSON.parse(ev.data) };
   });
 }
+
+test('the provider takes a confidential client with HTTP Basic when asked to (oidc-agent, make bench)', async () => {
+  const secret = (await import('node:crypto')).randomBytes(18).toString('base64url');
+  const cop = await startOP({ env: { OP_CONFIDENTIAL_CLIENT: 'bench-agent', OP_CONFIDENTIAL_SECRET: secret } });
+  const d = await (await fetch(`${cop.issuer}/.well-known/openid-configuration`)).json();
+  const ask = async (auth) => {
+    const res = await fetch(d.device_authorization_endpoint, {
+      method: 'POST', body: new URLSearchParams({ scope: 'openid offline_access' }),
+      headers: { authorization: `Basic ${Buffer.from(auth).toString('base64')}` },
+    });
+    return { status: res.status, body: await res.json() };
+  };
+  const ok = await ask(`bench-agent:${secret}`);
+  assert.equal(ok.status, 200, JSON.stringify(ok.body));
+  assert.ok(ok.body.user_code);
+  const bad = await ask('bench-agent:wrong');
+  assert.equal(bad.status, 401);
+  assert.equal(bad.body.error, 'invalid_client');
+  // Without the environment there is no such client: the rig's default stays public-only.
+  const plain = await fetch(discovery.device_authorization_endpoint, {
+    method: 'POST', body: new URLSearchParams({ scope: 'openid' }),
+    headers: { authorization: `Basic ${Buffer.from(`bench-agent:${secret}`).toString('base64')}` },
+  });
+  assert.equal(plain.status, 401);
+});

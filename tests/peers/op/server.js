@@ -158,6 +158,26 @@ async function forge(token, fault, keys) {
   return make(token, keys, h, p);
 }
 
+/**
+ * A confidential client (HTTP Basic at the token endpoint), for peers such as oidc-agent that
+ * send client credentials: OP_CONFIDENTIAL_CLIENT=ID and OP_CONFIDENTIAL_SECRET=SECRET in the
+ * environment (a secret never goes on a command line), minted by whoever starts us.
+ */
+function confidentialClients() {
+  const id = process.env.OP_CONFIDENTIAL_CLIENT;
+  const secret = process.env.OP_CONFIDENTIAL_SECRET;
+  if (!id || !secret) return [];
+  return [{
+    client_id: id,
+    client_secret: secret,
+    client_name: 'confidential test client',
+    token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: [DEVICE_GRANT, 'refresh_token'],
+    response_types: [],
+    redirect_uris: [],
+  }];
+}
+
 async function makeProvider(issuer) {
   // A fresh signing key per run: nothing to commit, nothing to leak.
   const { privateKey } = await jose.generateKeyPair('RS256', { extractable: true });
@@ -192,7 +212,7 @@ async function makeProvider(issuer) {
       response_types: [],
       redirect_uris: [],
       application_type: 'native',
-    }],
+    }, ...confidentialClients()],
     async findAccount(ctx, sub) {
       const account = ACCOUNTS[sub];
       if (!account) return undefined;
