@@ -16,13 +16,13 @@
 // only those whose name matches (latest.json is then left alone). Another section (the proxy
 // figures, say) is one more module with the same shape, added to SECTIONS.
 //
-// Environment: MLAUTH_BIN (default ./mlauth; its mlauth-helper and mlauth-secret.so beside
+// Environment: MLAUTH_BIN (default ./mlauth; its mlauth-helper and mlauth-*.so modules beside
 // it), NO_KEYCTL (default build/tests/no-keyctl), BENCH_HERD, BENCH_ROUNDS (the timing
 // harness; default bench/out/herd and bench/out/rounds); BENCH_QUICK=1 (a tenth of the
 // rounds, for trying it out); BENCH_RT=0 (normal scheduler, not SCHED_FIFO).
 
 import {
-  chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync,
+  chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync,
 } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -44,7 +44,8 @@ function snapshot(src, name) {
 const SRC_BIN = resolve(process.env.MLAUTH_BIN || join(REPO, 'mlauth'));
 process.env.MLAUTH_BIN = snapshot(SRC_BIN, 'mlauth');
 snapshot(join(dirname(SRC_BIN), 'mlauth-helper'), 'mlauth-helper');
-snapshot(join(dirname(SRC_BIN), 'mlauth-secret.so'), 'mlauth-secret.so');
+// ... and every module the helper opens from its own directory (mlauth-secret.so, ...).
+for (const f of readdirSync(dirname(SRC_BIN)).filter((n) => /^mlauth-.+\.so$/.test(n))) snapshot(join(dirname(SRC_BIN), f), f);
 const NO_KEYCTL = snapshot(process.env.NO_KEYCTL || join(REPO, 'build/tests/no-keyctl'), 'no-keyctl');
 
 const {
