@@ -11,26 +11,30 @@ comma     := ,
 B         ?= build$(if $(findstring clang,$(notdir $(CC))),-clang)
 
 PKGS      := libcurl jansson libsecret-1 glib-2.0 gio-2.0 libkeyutils libqrencode
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# pkg-config runs when a recipe first needs its answer, not when make reads this file: on a
+# fresh machine `make demo` or `make check` has only just installed the -dev packages then.
+# (lazy NAME,COMMAND: the command's output, computed once.)
+lazy = $(eval $1 := $$(shell $2))$($1)
+PKG_CFLAGS = $(call lazy,PKG_CFLAGS,pkg-config --cflags $(PKGS) 2>/dev/null)
 # Neither libcurl nor libsecret is linked: http.c opens libcurl on the first request
 # (~6 ms to load), store.c opens the Secret Service module mlauth-secret.so (libsecret
 # and GIO, ~1.3 ms) when a run uses the keyring.  A token served from the kernel cache
 # and a `send` with a cached token need neither.
-PKG_LIBS   := $(shell pkg-config --libs glib-2.0 jansson libkeyutils libqrencode 2>/dev/null)
+PKG_LIBS   = $(call lazy,PKG_LIBS,pkg-config --libs glib-2.0 jansson libkeyutils libqrencode 2>/dev/null)
 # The helper, like the front, takes the small jansson and libkeyutils in statically.
-HELPER_LIBS := $(shell pkg-config --libs glib-2.0 libqrencode 2>/dev/null) \
+HELPER_LIBS = $(call lazy,HELPER_PKG_LIBS,pkg-config --libs glib-2.0 libqrencode 2>/dev/null) \
                -Wl,-Bstatic -ljansson -lkeyutils -Wl,-Bdynamic
-SECRET_LIBS := $(shell pkg-config --libs libsecret-1 gio-2.0 glib-2.0 2>/dev/null)
+SECRET_LIBS = $(call lazy,SECRET_LIBS,pkg-config --libs libsecret-1 gio-2.0 glib-2.0 2>/dev/null)
 # libjwt and libcrypto (~2 ms to load) only in the signature module mlauth-jwt.so, which
 # verify.c opens when a token is validated (login, status --verify).
-JWT_CFLAGS := $(shell pkg-config --cflags libjwt libcrypto 2>/dev/null)
-JWT_LIBS   := $(shell pkg-config --libs libjwt libcrypto 2>/dev/null)
+JWT_CFLAGS = $(call lazy,JWT_CFLAGS,pkg-config --cflags libjwt libcrypto 2>/dev/null)
+JWT_LIBS   = $(call lazy,JWT_LIBS,pkg-config --libs libjwt libcrypto 2>/dev/null)
 # The front binary serves cached tokens: only what starts in well under a millisecond.
 # GLib (for GKeyFile), jansson and libkeyutils are linked in statically: no symbol
 # lookups at start-up and only the pages it touches, which make bench measures (start-up
 # against `cat`, peak RSS).  The helper links GLib dynamically: the Secret Service
 # module brings libsecret, which must share the one GLib of the process.
-FRONT_STATIC := $(shell pkg-config --static --libs glib-2.0 2>/dev/null) -ljansson -lkeyutils
+FRONT_STATIC = $(call lazy,FRONT_PKG_LIBS,pkg-config --static --libs glib-2.0 2>/dev/null) -ljansson -lkeyutils
 # ... and libc too: a static PIE has no dynamic loader to map and bind libc at every start
 # (~0.5 ms, most of what a cached `mlauth token` cost beyond `true`).  The linker warns
 # that getpwuid would need glibc's NSS modules at run time: the front never calls it (with
@@ -135,7 +139,7 @@ unit: $(UNIT_BIN)
 
 e2e: $(BIN) $(HELPER) $(JWT_MOD) $(B)/tests/no-keyctl
 	MLAUTH_BIN=$(abspath $(BIN)) NO_KEYCTL=$(abspath $(B)/tests/no-keyctl) \
-	    node --test --test-concurrency=2 --test-reporter=spec --test-reporter-destination=stdout \
+	    node tests/e2e/run.js --test-concurrency=2 --test-reporter=spec --test-reporter-destination=stdout \
 	    --test-reporter=$(abspath tests/e2e/totals.js) --test-reporter-destination=stdout tests/e2e/
 
 # The same tests with AddressSanitizer, UBSan and LeakSanitizer, in a separate build tree.
@@ -146,7 +150,9 @@ asan: deps
 	    LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp):print_suppressions=0 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-demo: deps all
+# Like check: build in a new make once deps has installed what the build needs.
+demo: deps
+	@$(MAKE) --no-print-directory all
 	@node tests/demo.js
 
 install: all
@@ -226,7 +232,8 @@ fuzz-clean:
 # instructions (callgrind) beside each, against the local provider, API and keyring, and
 # prints the tables (bench/bench.js); the same goes to bench/out/latest.json.  A benchmark, not a test: not part of
 # `make check`, and a missed goal still exits 0 (non-zero only if it could not measure).
-bench: deps $(BIN) $(HELPER) $(B)/tests/no-keyctl bench/out/herd bench/out/rounds
+bench: deps
+	@$(MAKE) --no-print-directory $(BIN) $(HELPER) $(B)/tests/no-keyctl bench/out/herd bench/out/rounds
 	MLAUTH_BIN=$(abspath $(BIN)) NO_KEYCTL=$(abspath $(B)/tests/no-keyctl) \
 	    BENCH_HERD=$(abspath bench/out/herd) BENCH_ROUNDS=$(abspath bench/out/rounds) node bench/bench.js
 

@@ -1,6 +1,7 @@
 #!/bin/sh
-# Install what building and testing mlauth needs (Debian 12 packages, then the
-# test peers from package-lock.json).  Quiet and quick when all is there.
+# Install what building and testing mlauth needs: Debian 12 packages, the test peers
+# from package-lock.json, and the Keycloak server distribution from Maven Central
+# (scripts/keycloak.sh).  Quiet and quick when all is there.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -11,11 +12,14 @@ pkgs="build-essential pkg-config clang libcurl4-openssl-dev libjansson-dev
 libsecret-1-dev libmicrohttpd-dev libglib2.0-dev libkeyutils-dev libqrencode-dev libcmocka-dev
 libjwt-dev libssl-dev
 gnome-keyring libsecret-tools dbus-daemon dbus-bin keyutils valgrind man-db
-libclang-rt-14-dev tmux zsh fish openssl curl time strace gh oidc-agent oidc-agent-cli zbar-tools"
+libclang-rt-14-dev tmux zsh fish openssl curl time strace gh oidc-agent oidc-agent-cli zbar-tools unzip"
 # Node may come from elsewhere (NodeSource ships npm inside nodejs); only ask
 # Debian for what is really missing.
 command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs"
 command -v npm >/dev/null 2>&1 || pkgs="$pkgs npm"
+# The Keycloak server of the e2e tests runs on Java 17 or later and comes from Maven Central.
+command -v java >/dev/null 2>&1 || pkgs="$pkgs openjdk-17-jre-headless"
+command -v mvn >/dev/null 2>&1 || pkgs="$pkgs maven"
 
 missing=
 for p in $pkgs; do
@@ -42,3 +46,6 @@ if [ ! -f node_modules/.package-lock.json ] ||
 	echo "deps: npm ci (test peers)"
 	npm ci --no-audit --no-fund --loglevel=error >/dev/null
 fi
+
+# The Keycloak server distribution, pinned and checked, in a cache outside the tree.
+sh scripts/keycloak.sh >/dev/null

@@ -1,9 +1,10 @@
-// make demo: mlauth's main job end to end against local peers (an OpenID Provider
-// shaped like the studio's Keycloak, a private keyring, the messages API), each
-// started here and stopped by PID at the end.
+// make demo: mlauth's main job end to end against local peers (the real Keycloak server with
+// a realm shaped like the studio's, a private keyring, the messages API), each started here
+// and stopped by PID at the end.
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
-import { MLAUTH_BIN, run, spawnMlauth, startAPI, startKeyring, startOP, stopAll, tmpEnv } from './e2e/rig.js';
+import { keycloak } from './e2e/keycloak.js';
+import { MLAUTH_BIN, run, spawnMlauth, startAPI, startKeyring, stopAll, tmpEnv } from './e2e/rig.js';
 
 const say = (s) => process.stdout.write(`${s}\n`);
 const bold = (s) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
@@ -20,20 +21,23 @@ function sh(command, env) {
 }
 
 async function main() {
-  const op = await startOP({ accessTtl: 7200, interval: 1 });
-  const api = await startAPI({ issuer: op.issuer });
+  say('Starting Keycloak (its own server distribution, on 127.0.0.1; 30-90 s) ...');
+  const kc = await keycloak();
+  const realm = await kc.realm({ interval: 1 });
+  const api = await startAPI({ issuer: realm.issuer, audience: 'MLAAS-CLI-API' });
   const home = tmpEnv();
   const keyring = await startKeyring(home.env);
-  const env = { ...home.env, ...keyring.env, MLAUTH_ISSUER: op.issuer, MLAUTH_API_BASE: api.base };
-  say(`Local peers: provider ${op.issuer} (pid ${op.pid}), messages API ${api.base} (pid ${api.pid}),`);
+  const env = { ...home.env, ...keyring.env, MLAUTH_ISSUER: realm.issuer, MLAUTH_API_BASE: api.base };
+  say(`Local peers: Keycloak realm ${realm.issuer}, messages API ${api.base} (pid ${api.pid}),`);
   say(`private keyring on ${keyring.busAddress} (pid ${keyring.pid}).`);
 
   shown(['login', '--no-browser']);
   const login = spawnMlauth(['login', '--no-browser'], { env });
   login.child.stderr.on('data', (d) => process.stdout.write(d));
-  const m = await login.waitFor(/shows the code (\S+)/, { stream: 'stderr' });
-  say(`[demo: approving code ${m[1]} at the provider, as the person at the browser would]`);
-  await op.approve(m[1]);
+  const m = await login.waitFor(/^\s*(http\S+user_code=\S+)\s*$/m, { stream: 'stderr' });
+  say('[demo: opening that link as the person at the browser would: alice signs in on');
+  say(' Keycloak\'s login page and grants access on its consent page]');
+  await realm.approve(m[1]);
   const done = await login.done;
   process.stdout.write(done.stdout);
   if (done.code !== 0) throw new Error(`login failed (${done.code})`);
@@ -44,7 +48,7 @@ async function main() {
   shown(['token']);
   const t = await run(['token'], { env });
   const token = t.stdout.trimEnd();
-  say(`${token.slice(0, 40)}… (${token.length} characters; a JWT signed by the local provider)`);
+  say(`${token.slice(0, 40)}… (${token.length} characters; a JWT signed by Keycloak)`);
 
   const base = api.base;
   const cmd = `curl -sS -H "$(${MLAUTH_BIN} token --header)" -H 'content-type: application/json' ` +

@@ -24,7 +24,10 @@ export const MLAUTH_BIN = process.env.MLAUTH_BIN || join(REPO, 'mlauth');
 
 const OP_SERVER = join(REPO, 'tests/peers/op/server.js');
 const API_SERVER = join(REPO, 'tests/peers/api/server.js');
+const KEYCLOAK_SERVER = join(REPO, 'tests/peers/keycloak/server.js');
 const START_TIMEOUT_MS = 15_000;
+// Keycloak boots in 30-90 s on a loaded 2-core machine; this bounds a hang, nothing more.
+const KEYCLOAK_START_TIMEOUT_MS = 10 * 60_000;
 const LOG_TAIL = 64 * 1024;
 // RIG_VERBOSE=1 copies the peers' logs to our stderr, for debugging a failing test.
 const VERBOSE = !!process.env.RIG_VERBOSE;
@@ -90,10 +93,10 @@ function tail(stream, label) {
 }
 
 /** Resolves with the first stdout line for which accept(line) returns a value. */
-function firstLine(child, accept, stderrText, what) {
+function firstLine(child, accept, stderrText, what, timeoutMs = START_TIMEOUT_MS) {
   return new Promise((resolvePromise, reject) => {
     let buf = '';
-    const timer = setTimeout(() => fail(`timed out after ${START_TIMEOUT_MS} ms`), START_TIMEOUT_MS);
+    const timer = setTimeout(() => fail(`timed out after ${timeoutMs} ms`), timeoutMs);
     function fail(why) {
       cleanup();
       killGroup(child, 'SIGKILL');
@@ -305,12 +308,35 @@ export async function startOP(options = {}) {
 }
 
 /**
- * Starts the fake messages API, trusting tokens from `issuer`.
- * options: { issuer (required), port, streamPauseMs, env }
+ * Starts the real Keycloak server (tests/peers/keycloak/server.js); most tests want the run's
+ * shared one through keycloak() in keycloak.js instead.
+ * options: { adminPassword (required), port }
+ * Returns { url, port, pid, logs(), stop() }.
+ */
+export async function startKeycloak(options = {}) {
+  if (!options.adminPassword) throw new Error('startKeycloak needs { adminPassword }');
+  const argv = options.port === undefined ? [] : ['--port', String(options.port)];
+  const { child, logs } = spawnPeer(KEYCLOAK_SERVER, argv, 'keycloak', {
+    HOME: process.env.HOME, // the distribution's cache lives there (scripts/keycloak.sh)
+    ...(process.env.XDG_CACHE_HOME ? { XDG_CACHE_HOME: process.env.XDG_CACHE_HOME } : {}),
+    ...(process.env.MLAUTH_RIG_CACHE ? { MLAUTH_RIG_CACHE: process.env.MLAUTH_RIG_CACHE } : {}),
+    ...(process.env.JAVA_HOME ? { JAVA_HOME: process.env.JAVA_HOME } : {}),
+    KC_BOOTSTRAP_ADMIN_PASSWORD: options.adminPassword,
+  });
+  const { port, url } = await firstLine(child, parseReady, logs, 'Keycloak', KEYCLOAK_START_TIMEOUT_MS);
+  detach(child);
+  return { url, port, pid: child.pid, logs, stop: () => stopGroup(child, { graceMs: 15_000 }) };
+}
+
+/**
+ * Starts the fake messages API, trusting tokens from `issuer` (and, with `audience`, only
+ * those whose aud names it, as the studio's API does with MLAAS-CLI-API).
+ * options: { issuer (required), audience, port, streamPauseMs, env }
  */
 export async function startAPI(options = {}) {
   if (!options.issuer) throw new Error('startAPI needs { issuer }');
   const argv = ['--issuer', options.issuer];
+  if (options.audience !== undefined) argv.push('--audience', options.audience);
   if (options.port !== undefined) argv.push('--port', String(options.port));
   if (options.streamPauseMs !== undefined) argv.push('--stream-pause-ms', String(options.streamPauseMs));
 

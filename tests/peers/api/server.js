@@ -3,7 +3,7 @@
 // Anthropic message objects and SSE streams, and bearer JWTs checked for real against the
 // OpenID Provider's keys.
 //
-//   node tests/peers/api/server.js --issuer URL [--port N] [--stream-pause-ms MS] [--watch-stdin]
+//   node tests/peers/api/server.js --issuer URL [--audience AUD] [--port N] [--stream-pause-ms MS] [--watch-stdin]
 //
 // Prints one line on stdout when listening: {"ready":true,"port":P,"base":"…/proxy/anthropic"};
 // logs go to stderr. Listens on 127.0.0.1 only.
@@ -25,6 +25,7 @@ import * as jose from 'jose';
 const { values: args } = parseArgs({
   options: {
     issuer: { type: 'string' },
+    audience: { type: 'string' },
     port: { type: 'string', default: '0' },
     'stream-pause-ms': { type: 'string', default: '50' },
     'watch-stdin': { type: 'boolean', default: false },
@@ -79,6 +80,7 @@ async function authProblem(req) {
   try {
     await jose.jwtVerify(m[1], await keySet(), {
       issuer: args.issuer,
+      ...(args.audience ? { audience: args.audience } : {}),
       algorithms: ['RS256'],
       requiredClaims: ['exp', 'sub'],
     });
