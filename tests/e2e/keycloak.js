@@ -171,15 +171,8 @@ function realmHandle(kc, name) {
     /** The user's offline sessions of the CLI client. */
     offlineSessions: async (username = 'alice') => admin('GET',
       `/users/${await userId(username)}/offline-sessions/${await clientUuid()}`),
-    /** Admin "Sign out" of all the user's sessions, online and offline. */
-    logoutUser: async (username = 'alice') => {
-      const id = await userId(username);
-      await admin('POST', `/users/${id}/logout`);
-      // Offline sessions outlive that sign-out; an administrator ending them revokes consent.
-      await admin('DELETE', `/users/${id}/consents/${CLIENT_ID}`).catch((e) => {
-        if (e.status !== 404) throw e;
-      });
-    },
+    /** An administrator's "Sign out" of all the user's sessions (Users > Sessions). */
+    logoutUser: async (username = 'alice') => admin('POST', `/users/${await userId(username)}/logout`),
     setUser: async (username, patch) => admin('PUT', `/users/${await userId(username)}`, patch),
     /** Changes realm settings (e.g. { revokeRefreshToken: true }). */
     setRealm: (patch) => admin('PUT', '', patch),

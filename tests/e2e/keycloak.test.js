@@ -171,6 +171,21 @@ test('the user disabled by an administrator: token exits 3', async () => {
   await realm.remove();
 });
 
+test('an administrator signing the user out: token exits 3', async () => {
+  const kc = await keycloak();
+  const realm = await kc.realm({ interval: 1, accessTtl: 5 });
+  const { env } = await session(realm);
+  await realm.logoutUser('alice');
+  await untilExpired(env);
+  const t = await run(['token'], { env });
+  assert.equal(t.code, 3, t.stderr);
+  assert.equal(t.stdout, '');
+  assert.match(t.stderr, /run mlauth login/);
+  assert.equal(await refreshCount(realm), 0);
+  assert.equal((await realm.events('REFRESH_TOKEN_ERROR')).length, 1);
+  await realm.remove();
+});
+
 test('logout revokes at Keycloak: the offline session is gone', async () => {
   const kc = await keycloak();
   const realm = await kc.realm({ interval: 1 });
