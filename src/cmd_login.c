@@ -198,7 +198,7 @@ print_welcome(struct cmd_ctx *ctx, const struct record *r)
 {
 	struct jwt_claims at, id;
 	const char *who, *email;
-	char until[32], session[48], shown_who[256], shown_email[256];
+	char until[32], session[64], shown_who[256], shown_email[256];
 
 	(void)jwt_claims_parse(r->access_token, &at, NULL);
 	memset(&id, 0, sizeof id);
@@ -216,7 +216,8 @@ print_welcome(struct cmd_ctx *ctx, const struct record *r)
 		char d[32];
 
 		util_format_time(r->refresh_expires_at, d, sizeof d);
-		(void)snprintf(session, sizeof session, "session until %s", d);
+		(void)snprintf(session, sizeof session, "%ssession until %s",
+		    r->session == RECORD_SESSION_ONLINE ? "online " : "", d);
 	}
 	/* The provider chose these claims: no terminal escapes from them. */
 	printf("Logged in as %s%s%s%s to %s; token valid until %s, %s\n",
@@ -227,19 +228,104 @@ print_welcome(struct cmd_ctx *ctx, const struct record *r)
 	jwt_claims_free(&id);
 }
 
+/* One device-flow login: what it needs and the scope it asks for. */
+struct login {
+	struct cmd_ctx *ctx;
+	const struct http_opts *ho;
+	const struct oidc_provider *p;
+	const char *scope;	/* becomes "openid" when the provider refuses it */
+	bool browser, qr;
+};
+
+/*
+ * The prompt is for a person: stderr, so stdout stays clean for scripts.
+ * Link and code are the point of login, so -q keeps them.
+ */
+static void
+prompt(const struct login *l, const struct oidc_device *d)
+{
+	const struct cmd_ctx *ctx = l->ctx;
+	const char *url, *bold = ctx->color ? TERM_BOLD : "", *plain = ctx->color ? TERM_RESET : "";
+
+	url = d->verification_uri_complete ? d->verification_uri_complete : d->verification_uri;
+	fprintf(stderr, "To log in, open this link in a browser (on any device):\n\n  %s%s%s\n\n",
+	    bold, url, plain);
+	if (l->qr)
+		print_qr(ctx, url);
+	fprintf(stderr, "and check that it shows the code %s%s%s\n", bold, d->user_code, plain);
+	if (d->verification_uri_complete != NULL)
+		fprintf(stderr, "(or go to %s and type the code).\n", d->verification_uri);
+	if (l->browser && have_display())
+		open_browser(url);
+}
+
+/* Ask for a code (retrying with "openid" on invalid_scope), show it, poll until done. */
+static int
+device_login(struct login *l, struct oidc_tokens *t, struct ml_err *err)
+{
+	struct cmd_ctx *ctx = l->ctx;
+	struct oidc_device d;
+	struct waiting w;
+	int status;
+
+	status = oidc_device_start(l->ho, l->p, ctx->cfg.client_id, l->scope, &d, err);
+	if (status == ML_EUSAGE && strstr(err->msg, "invalid_scope") != NULL &&
+	    strcmp(l->scope, "openid") != 0) {
+		cmd_warn(ctx, "the provider refused scope '%s'; logging in with 'openid' "
+		    "(the session then ends with the provider's login session)", l->scope);
+		l->scope = "openid";
+		err_clear(err);
+		oidc_device_free(&d);
+		status = oidc_device_start(l->ho, l->p, ctx->cfg.client_id, l->scope, &d, err);
+	}
+	if (status == ML_OK) {
+		prompt(l, &d);
+		memset(&w, 0, sizeof w);
+		w.deadline = util_now() + d.expires_in;
+		w.live = !ctx->quiet && term_live(STDERR_FILENO);
+		if (!ctx->quiet && !w.live)
+			fprintf(stderr, "Waiting for approval...\n");
+		status = poll_until_done(ctx, l->ho, l->p, &d, &w, t, err);
+	}
+	oidc_device_free(&d);
+	return status;
+}
+
+/*
+ * Keycloak (to 26.7 at least) drops offline_access from the request of a
+ * client that lacks the scope, without an error: the user should know the
+ * session will not last weeks.
+ */
+static void
+warn_online(const struct cmd_ctx *ctx, const struct record *r)
+{
+	char when[32], in[32];
+
+	if (r->refresh_expires_at <= 0) {
+		cmd_warn(ctx, "the provider granted an online session, not the offline one asked "
+		    "for (the client may not have the offline_access scope): it ends with your "
+		    "login session at the provider");
+		return;
+	}
+	util_format_time(r->refresh_expires_at, when, sizeof when);
+	util_format_duration(r->refresh_expires_at - util_now(), in, sizeof in);
+	cmd_warn(ctx, "the provider granted an online session, not the offline one asked for "
+	    "(the client may not have the offline_access scope): it ends at %s (in %s) unless "
+	    "mlauth refreshes it before, and at the latest when your login session at the "
+	    "provider does (SSO Session Max); then run mlauth login again", when, in);
+}
+
 static int
 exec_login(struct cmd_ctx *ctx, int argc, char **argv)
 {
 	struct oidc_provider p;
-	struct oidc_device d;
 	struct oidc_tokens t;
 	struct http_opts ho;
 	struct record r, fresh;
 	struct store st;
 	struct ml_err err;
-	struct waiting w;
+	struct login l;
 	bool browser = true, force = false, qr = false, store_open_ok = false;
-	const char *scope, *url, *bold, *plain;
 	int64_t discovered_at;
 	int c, status, lockfd = -1;
 
@@ -262,7 +348,6 @@ exec_login(struct cmd_ctx *ctx, int argc, char **argv)
 		return cmd_usage_error(ctx, "unexpected argument '%s'", argv[optind]);
 
 	memset(&p, 0, sizeof p);
-	memset(&d, 0, sizeof d);
 	memset(&t, 0, sizeof t);
 	memset(&r, 0, sizeof r);
 	memset(&fresh, 0, sizeof fresh);
@@ -287,42 +372,29 @@ exec_login(struct cmd_ctx *ctx, int argc, char **argv)
 	    (status = oidc_discover(&ho, ctx->cfg.issuer, &p, &err)) != ML_OK)
 		goto fail;
 	discovered_at = util_now();
-	scope = ctx->cfg.scope;
-	status = oidc_device_start(&ho, &p, ctx->cfg.client_id, scope, &d, &err);
-	if (status == ML_EUSAGE && strstr(err.msg, "invalid_scope") != NULL &&
-	    strcmp(scope, "openid") != 0) {
-		cmd_warn(ctx, "the provider refused scope '%s'; logging in with 'openid' "
-		    "(the session then ends with the provider's login session)", scope);
-		scope = "openid";
+	l.ctx = ctx;
+	l.ho = &ho;
+	l.p = &p;
+	l.scope = ctx->cfg.scope;
+	l.browser = browser;
+	l.qr = qr;
+	status = device_login(&l, &t, &err);
+	/*
+	 * Keycloak refuses offline tokens to a user without the offline_access
+	 * role only now, at the token endpoint, after the approval: the code is
+	 * spent, so a second one is needed.
+	 */
+	if (status != ML_OK && strcmp(t.error, "not_allowed") == 0 &&
+	    token_scope_has(l.scope, "offline_access")) {
+		cmd_warn(ctx, "the provider does not allow this account an offline session "
+		    "(not_allowed); logging in with 'openid' instead: approve the new code "
+		    "(the session then ends with the provider's login session)");
+		l.scope = "openid";
 		err_clear(&err);
-		status = oidc_device_start(&ho, &p, ctx->cfg.client_id, scope, &d, &err);
+		oidc_tokens_free(&t);
+		status = device_login(&l, &t, &err);
 	}
 	if (status != ML_OK)
-		goto fail;
-
-	/*
-	 * The prompt is for a person: stderr, so stdout stays clean for scripts.
-	 * Link and code are the point of login, so -q keeps them.
-	 */
-	url = d.verification_uri_complete ? d.verification_uri_complete : d.verification_uri;
-	bold = ctx->color ? TERM_BOLD : "";
-	plain = ctx->color ? TERM_RESET : "";
-	fprintf(stderr, "To log in, open this link in a browser (on any device):\n\n  %s%s%s\n\n",
-	    bold, url, plain);
-	if (qr)
-		print_qr(ctx, url);
-	fprintf(stderr, "and check that it shows the code %s%s%s\n", bold, d.user_code, plain);
-	if (d.verification_uri_complete != NULL)
-		fprintf(stderr, "(or go to %s and type the code).\n", d.verification_uri);
-	if (browser && have_display())
-		open_browser(url);
-	memset(&w, 0, sizeof w);
-	w.deadline = util_now() + d.expires_in;
-	w.live = !ctx->quiet && term_live(STDERR_FILENO);
-	if (!ctx->quiet && !w.live)
-		fprintf(stderr, "Waiting for approval...\n");
-
-	if ((status = poll_until_done(ctx, &ho, &p, &d, &w, &t, &err)) != ML_OK)
 		goto fail;
 	/* OIDC Core 3.1.3.7: tokens that come with an invalid ID token are not kept. */
 	if (t.id_token != NULL && (status = verify_id_token(&ho, &p, ctx->cfg.client_id,
@@ -343,6 +415,8 @@ exec_login(struct cmd_ctx *ctx, int argc, char **argv)
 	if (status != ML_OK)
 		goto fail;
 	print_welcome(ctx, &fresh);
+	if (fresh.session == RECORD_SESSION_ONLINE && token_scope_has(l.scope, "offline_access"))
+		warn_online(ctx, &fresh);
 	goto out;
 fail:
 	status = cmd_fail(ctx, &err);
@@ -350,7 +424,6 @@ out:
 	record_free(&fresh);
 	record_free(&r);
 	oidc_tokens_free(&t);
-	oidc_device_free(&d);
 	oidc_provider_free(&p);
 	if (store_open_ok)
 		store_close(&st);

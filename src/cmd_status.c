@@ -76,7 +76,7 @@ static int
 print_json(const struct config *cfg, const struct store *st, const struct record *r,
     const struct view *v)
 {
-	json_t *o = json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:s?,s:s?,s:I,s:I,s:o,s:b,s:b,s:b,s:s}",
+	json_t *o = json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:s?,s:s?,s:I,s:I,s:o,s:b,s:s?,s:b,s:b,s:s}",
 	    "profile", cfg->profile, "issuer", r->issuer, "client_id", r->client_id,
 	    "user", v->user, "email", v->email, "name", v->name, "scope", v->scope,
 	    "expires_at", (json_int_t)r->expires_at,
@@ -84,6 +84,7 @@ print_json(const struct config *cfg, const struct store *st, const struct record
 	    "refresh_expires_at", r->refresh_expires_at ?
 	    json_integer(r->refresh_expires_at) : json_null(),
 	    "has_refresh_token", r->refresh_token != NULL,
+	    "session", record_session_name(r->session),
 	    "would_refresh", v->would_refresh, "logged_in", v->session_ok,
 	    "store", store_describe(st));
 
@@ -134,7 +135,10 @@ print_text(const struct config *cfg, const struct store *st, const struct record
 	} else {
 		util_format_time(r->refresh_expires_at, at, sizeof at);
 		util_format_duration(r->refresh_expires_at - v->now, in, sizeof in);
-		if (r->refresh_expires_at > v->now)
+		if (r->refresh_expires_at > v->now && r->session == RECORD_SESSION_ONLINE)
+			printf("Session:      online, until %s (in %s) unless refreshed before; "
+			    "ends with the provider's login session\n", at, in);
+		else if (r->refresh_expires_at > v->now)
 			printf("Session:      until %s (in %s)\n", at, in);
 		else
 			printf("Session:      expired at %s: run mlauth login\n", at);

@@ -726,9 +726,16 @@ oidc_token_request(const struct http_opts *o, const struct oidc_provider *p,
 	struct http_response resp = { 0 };
 	int rc;
 
+	struct oidc_error e;
+
 	if ((rc = oidc_post(o, p->token_endpoint, form, &resp, err)) == ML_OK)
 		rc = oidc_token_parse(resp.status, resp.body, resp.len, t, err);
 	t->status = resp.status;	/* after the parse, which clears *t on failure */
+	if (rc != ML_OK && resp.body != NULL) {
+		oidc_error_of_body(resp.body, resp.len, &e);
+		if (e.present)
+			(void)snprintf(t->error, sizeof t->error, "%s", e.code);
+	}
 	http_response_free(&resp);
 	return rc;
 }

@@ -17,6 +17,32 @@ put_str(json_t *o, const char *k, const char *v)
 	return json_object_set_new(o, k, json_string(v));
 }
 
+const char *
+record_session_name(enum record_session s)
+{
+	return s == RECORD_SESSION_ONLINE ? "online" : s == RECORD_SESSION_OFFLINE ?
+	    "offline" : NULL;
+}
+
+/* A kind this version does not know (a newer mlauth's) reads as unknown, not as an error. */
+static int
+get_session(json_t *o, enum record_session *dst)
+{
+	json_t *v = json_object_get(o, "session");
+	const char *name = json_string_value(v);
+
+	*dst = RECORD_SESSION_UNKNOWN;
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (name == NULL)
+		return -1;
+	if (strcmp(name, "online") == 0)
+		*dst = RECORD_SESSION_ONLINE;
+	else if (strcmp(name, "offline") == 0)
+		*dst = RECORD_SESSION_OFFLINE;
+	return 0;
+}
+
 int
 record_to_json(const struct record *r, char **out, struct ml_err *err)
 {
@@ -35,6 +61,7 @@ record_to_json(const struct record *r, char **out, struct ml_err *err)
 	bad |= put_str(o, "scope", r->scope);
 	bad |= put_str(o, "token_type", r->token_type);
 	bad |= put_str(o, "token_endpoint", r->token_endpoint);
+	bad |= put_str(o, "session", record_session_name(r->session));
 	bad |= json_object_set_new(o, "expires_at", json_integer(r->expires_at));
 	bad |= json_object_set_new(o, "refresh_expires_at", json_integer(r->refresh_expires_at));
 	bad |= json_object_set_new(o, "obtained_at", json_integer(r->obtained_at));
@@ -123,6 +150,8 @@ record_from_json(const char *buf, size_t len, struct record *r, struct ml_err *e
 		bad = "refresh_expires_at";
 	else if (get_time(o, "obtained_at", &r->obtained_at, false) < 0)
 		bad = "obtained_at";
+	else if (get_session(o, &r->session) < 0)
+		bad = "session";
 	if (bad != NULL)
 		rc = err_set(err, ML_ESTORE, "stored session has a missing or invalid '%s'", bad);
 out:

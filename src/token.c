@@ -7,6 +7,7 @@
  * revokes reused refresh tokens (Keycloak's "Revoke Refresh Token",
  * oidc-provider's rotation) from logging the user out.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -78,6 +79,44 @@ token_cache(const struct config *cfg, const struct record *r)
 	    r->expires_at, r->obtained_at);
 }
 
+bool
+token_scope_has(const char *list, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (const char *p = list; p != NULL && *p != '\0'; p += strcspn(p, " ")) {
+		p += strspn(p, " ");
+		if (strncmp(p, word, n) == 0 && (p[n] == ' ' || p[n] == '\0'))
+			return true;
+	}
+	return false;
+}
+
+enum record_session
+token_session_of(const struct oidc_tokens *t, const struct record *prev)
+{
+	struct jwt_claims rt;
+	enum record_session s = RECORD_SESSION_UNKNOWN;
+
+	if (t->refresh_token == NULL)
+		return prev != NULL && prev->refresh_token != NULL ? prev->session : s;
+	/* Keycloak's refresh tokens are JWTs that say which kind they are. */
+	if (jwt_claims_parse(t->refresh_token, &rt, NULL) == ML_OK && rt.typ != NULL) {
+		if (strcmp(rt.typ, "Offline") == 0)
+			s = RECORD_SESSION_OFFLINE;
+		else if (strcmp(rt.typ, "Refresh") == 0)
+			s = RECORD_SESSION_ONLINE;
+	}
+	jwt_claims_free(&rt);
+	/* Others: the granted scope (RFC 6749 5.1), offline_access or not. */
+	if (s == RECORD_SESSION_UNKNOWN && t->scope != NULL)
+		s = token_scope_has(t->scope, "offline_access") ? RECORD_SESSION_OFFLINE :
+		    RECORD_SESSION_ONLINE;
+	if (s == RECORD_SESSION_UNKNOWN && prev != NULL)
+		s = prev->session;
+	return s;
+}
+
 int
 token_store_answer(const struct config *cfg, struct store *st,
     const struct oidc_tokens *t, const struct record *prev, const char *token_endpoint,
@@ -124,6 +163,7 @@ token_store_answer(const struct config *cfg, struct store *st,
 		out->refresh_token = secret_dup(prev->refresh_token);
 		out->refresh_expires_at = prev->refresh_expires_at;
 	}
+	out->session = token_session_of(t, prev);
 	if (t->id_token != NULL)
 		out->id_token = secret_dup(t->id_token);
 	else if (prev != NULL && prev->id_token != NULL)

@@ -49,6 +49,7 @@ struct oidc_tokens {
 	long expires_in;		/* seconds in [1, 1 year], -1 when absent */
 	long refresh_expires_in;	/* seconds, -1 when absent or malformed, 0 for offline tokens */
 	long status;			/* the answer's HTTP status, set on failure too; 0: none */
+	char error[64];			/* a refusal's OAuth error code ("not_allowed"); "" else */
 };
 
 /* Results of oidc_device_poll besides ML_OK and the ML_E* failures. */

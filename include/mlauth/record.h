@@ -8,6 +8,20 @@
 
 #define RECORD_MAX_LEN	(256 * 1024)
 
+/*
+ * The kind of session at the provider, as the token answer showed it (stored
+ * as "session": "online" / "offline"; absent in records of older versions).
+ * Keycloak grants an offline session only when the client has the
+ * offline_access scope and the user the role; otherwise it silently grants
+ * an online one, which ends with the provider's login session (SSO Session
+ * Idle without use, SSO Session Max at the latest).
+ */
+enum record_session {
+	RECORD_SESSION_UNKNOWN = 0,	/* an old record, or no refresh token */
+	RECORD_SESSION_ONLINE,		/* refresh_expires_at: its idle end */
+	RECORD_SESSION_OFFLINE		/* survives the login session (Offline Session Idle) */
+};
+
 struct record {
 	char *issuer, *client_id;
 	char *access_token, *refresh_token, *id_token;	/* secrets */
@@ -16,7 +30,11 @@ struct record {
 	int64_t expires_at;		/* access token, absolute, local clock */
 	int64_t refresh_expires_at;	/* 0: unknown or no expiry (offline token) */
 	int64_t obtained_at;
+	enum record_session session;
 };
+
+/* "online", "offline", or NULL for RECORD_SESSION_UNKNOWN. */
+const char *record_session_name(enum record_session s);
 
 /* The record as JSON; *out is allocated (free with secret_free). */
 int record_to_json(const struct record *r, char **out, struct ml_err *err);

@@ -72,6 +72,17 @@ int token_get(const struct config *cfg, int verbose, struct store *st, bool *st_
 /* Put r's access token into the kernel-keyring cache (cache.h), quietly. */
 void token_cache(const struct config *cfg, const struct record *r);
 
+/* Whether the space-separated scope list has word. */
+bool token_scope_has(const char *list, const char *word);
+
+/*
+ * The kind of session a token answer holds: Keycloak's refresh token says it
+ * (a JWT of typ "Offline" or "Refresh"); else the granted scope does
+ * (offline_access or not); else prev's kind stays.  Unknown without a
+ * refresh token.
+ */
+enum record_session token_session_of(const struct oidc_tokens *t, const struct record *prev);
+
 /*
  * Build the record for a token answer (expiry from expires_in on the local
  * clock, the JWT's own lifetime as fallback) keeping prev's refresh token

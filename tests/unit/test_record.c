@@ -1,4 +1,5 @@
 /* The stored record: round trip and refusal of damaged records. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,12 +65,56 @@ damaged_records(void **state)
 	expect_bad("{\"issuer\":\"i\",\"issuer\":\"j\"}", "not a JSON object");
 }
 
+/* The session kind: kept, absent in old records, unknown names of newer versions tolerated. */
+static void
+session_kind(void **state)
+{
+	static const char base[] = "{\"issuer\":\"i\",\"client_id\":\"c\","
+	    "\"access_token\":\"t\",\"expires_at\":1";
+	struct record r = { 0 }, back;
+	struct ml_err err;
+	char *json, buf[256];
+
+	r.issuer = strdup("i");
+	r.client_id = strdup("c");
+	r.access_token = strdup("t");
+	r.expires_at = 1;
+	r.session = RECORD_SESSION_ONLINE;
+	assert_int_equal(record_to_json(&r, &json, &err), ML_OK);
+	assert_non_null(strstr(json, "\"session\":\"online\""));
+	assert_int_equal(record_from_json(json, strlen(json), &back, &err), ML_OK);
+	assert_int_equal(back.session, RECORD_SESSION_ONLINE);
+	secret_free(json);
+	record_free(&back);
+	r.session = RECORD_SESSION_UNKNOWN;
+	assert_int_equal(record_to_json(&r, &json, &err), ML_OK);
+	assert_null(strstr(json, "session"));
+	secret_free(json);
+	record_free(&r);
+
+	(void)snprintf(buf, sizeof buf, "%s}", base);	/* a record of an older mlauth */
+	assert_int_equal(record_from_json(buf, strlen(buf), &back, &err), ML_OK);
+	assert_int_equal(back.session, RECORD_SESSION_UNKNOWN);
+	record_free(&back);
+	(void)snprintf(buf, sizeof buf, "%s,\"session\":\"offline\"}", base);
+	assert_int_equal(record_from_json(buf, strlen(buf), &back, &err), ML_OK);
+	assert_int_equal(back.session, RECORD_SESSION_OFFLINE);
+	record_free(&back);
+	(void)snprintf(buf, sizeof buf, "%s,\"session\":\"transient\"}", base);
+	assert_int_equal(record_from_json(buf, strlen(buf), &back, &err), ML_OK);
+	assert_int_equal(back.session, RECORD_SESSION_UNKNOWN);
+	record_free(&back);
+	(void)snprintf(buf, sizeof buf, "%s,\"session\":1}", base);
+	expect_bad(buf, "'session'");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(round_trip),
 		cmocka_unit_test(damaged_records),
+		cmocka_unit_test(session_kind),
 	};
 
 	return cmocka_run_group_tests_name("record", tests, NULL, NULL);

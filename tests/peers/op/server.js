@@ -87,6 +87,12 @@ const knobs = {
   hold: null,
   dateSkew: 0,
   scopeRejectOffline: false,
+  // Keycloak (to 26.7) with a client lacking the offline_access scope: the scope is
+  // dropped from device authorization requests without an error (an online session).
+  dropOffline: false,
+  // Keycloak with a user lacking the offline_access role: an approved device code that
+  // asked for it gets not_allowed from the token endpoint, and is spent.
+  offlineNotAllowed: false,
   // A forged ID token in device-flow token answers: one of FORGERIES' names, or null.
   idTokenFault: null,
   // The key set at jwks_uri: 'other-key' = a stranger's key under the real key's kid,
@@ -471,6 +477,10 @@ async function handle(provider, callback, req, res) {
       if (knobs.scopeRejectOffline && scope.includes('offline_access')) {
         return oauthError(res, 400, 'invalid_scope', `Invalid scopes: ${params.get('scope')}`);
       }
+      if (knobs.dropOffline && scope.includes('offline_access')) {
+        params.set('scope', scope.filter((x) => x !== 'offline_access').join(' '));
+        req.body = params.toString();
+      }
     } else {
       counters.token += 1;
       const grantType = params.get('grant_type');
@@ -487,6 +497,13 @@ async function handle(provider, callback, req, res) {
           return undefined;
         }
         holdAnswer(res);
+      }
+      if (grantType === DEVICE_GRANT && knobs.offlineNotAllowed) {
+        const code = await provider.DeviceCode.find(params.get('device_code') || '');
+        if (code && code.accountId && (code.scope || '').split(' ').includes('offline_access')) {
+          await code.destroy();
+          return oauthError(res, 400, 'not_allowed', 'Offline tokens not allowed for the user or client');
+        }
       }
       if (grantType === DEVICE_GRANT && knobs.slowDown > 0) {
         knobs.slowDown -= 1;
