@@ -25,7 +25,10 @@ export const MLAUTH_BIN = process.env.MLAUTH_BIN || join(REPO, 'mlauth');
 const OP_SERVER = join(REPO, 'tests/peers/op/server.js');
 const API_SERVER = join(REPO, 'tests/peers/api/server.js');
 const KEYCLOAK_SERVER = join(REPO, 'tests/peers/keycloak/server.js');
-const START_TIMEOUT_MS = 15_000;
+// A peer is waited for until it says it is ready, or exits: this is only the guard against
+// one that hangs, so it is far beyond what a loaded machine needs (node starting
+// oidc-provider took over 15 s at load 18).
+const START_TIMEOUT_MS = 180_000;
 // Keycloak boots in 30-90 s on a loaded 2-core machine; this bounds a hang, nothing more.
 const KEYCLOAK_START_TIMEOUT_MS = 10 * 60_000;
 const LOG_TAIL = 64 * 1024;
@@ -385,7 +388,8 @@ if [ "$RIG_SECRETS" = 1 ]; then
         org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null \
         | grep -q 'boolean true'; do
     n=$((n + 1))
-    if [ $n -gt 200 ]; then echo 'rig: gnome-keyring-daemon did not take org.freedesktop.secrets' >&2; exit 1; fi
+    kill -0 $kpid 2>/dev/null || { echo 'rig: gnome-keyring-daemon exited before it took org.freedesktop.secrets' >&2; exit 1; }
+    if [ $n -gt 3600 ]; then echo 'rig: gnome-keyring-daemon did not take org.freedesktop.secrets in 180 s' >&2; exit 1; fi
     sleep 0.05
   done
 fi
