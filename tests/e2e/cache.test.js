@@ -1,11 +1,11 @@
 // The kernel-keyring cache behind `mlauth token`'s fast path, tested like any store.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { copyFileSync, mkdtempSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MLAUTH_BIN, run, startOP, stopAll, tmpEnv } from './rig.js';
-import { login, setup, sleep, tool } from './fixtures.js';
+import { ageSession, login, setup, storedRecord, tool } from './fixtures.js';
 
 after(stopAll);
 
@@ -49,7 +49,9 @@ test('a cached token is served without the keyring (no D-Bus on the fast path)',
   }
   // What the cache cannot answer goes to the helper, which needs the keyring.
   const s = await run(['status'], { env });
-  assert.notEqual(s.code, 0);
+  assert.equal(s.code, 3, s.stderr);
+  assert.equal(s.stdout, '');
+  assert.match(s.stderr, /^mlauth: not logged in \(profile default\): no keyring \(Secret Service\) answered /);
 });
 
 test('a miss is served from the store and fills the cache again', async () => {
@@ -63,16 +65,27 @@ test('a miss is served from the store and fills the cache again', async () => {
   assert.ok((await cached(op.issuer)).endsWith(r.stdout.trimEnd()));
 });
 
+/** The kernel's timeout of the cached key, as /proc/keys shows it ("59m", "30s"), or null. */
+function keyTimeout(issuer, profile = 'default') {
+  const line = readFileSync('/proc/keys', 'utf8').split('\n').find((l) => l.includes(` ${desc(issuer, profile)}: `));
+  return line ? line.split(/\s+/)[3] : null;
+}
+
 test('a refresh updates the cache; the key times out with the token', async () => {
-  const { op, env } = await setup({ op: { accessTtl: 4 } });
+  const { op, env } = await setup();
   assert.equal((await login(env, op)).code, 0);
   const first = (await run(['token'], { env })).stdout.trimEnd();
-  await sleep(2300);
+  await ageSession(env, 200); // stale: refreshed, and the new hour-long token cached
   const second = (await run(['token'], { env })).stdout.trimEnd();
   assert.notEqual(second, first);
   assert.ok((await cached(op.issuer)).endsWith(second));
-  await sleep(4500);
-  assert.equal(await cached(op.issuer), null, 'the kernel dropped the expired token');
+  assert.match(keyTimeout(op.issuer), /^(1h|59m)$/);
+  // A token served from the store is cached for exactly the life it has left (the kernel
+  // dropping a key at its timeout is tests/unit/test_cache.c's).
+  await ageSession(env, 30);
+  const third = await run(['token', '--min-valid', '10'], { env });
+  assert.equal(third.stdout.trimEnd(), second);
+  assert.match(keyTimeout(op.issuer), /^(30|29|28)s$/);
 });
 
 test('logout removes the cached token', async () => {
@@ -107,16 +120,22 @@ test('with keyctl forbidden, token falls through to the Secret Service silently'
   assert.equal((await login(env, op)).code, 0);
   const id = (await tool('keyctl', ['search', '@u', 'user', desc(op.issuer)], {})).out.trim();
   await tool('keyctl', ['unlink', id, '@u'], {});
-  const r = await tool(NO_KEYCTL, [MLAUTH_BIN, 'token'], env);
+  // The token comes from the Secret Service (the loader maps libsecret for it), with not
+  // a word about the kernel keyring it could not use.
+  const r = await tool(NO_KEYCTL, [MLAUTH_BIN, 'token'], { ...env, LD_DEBUG: 'files' });
   assert.equal(r.code, 0, r.err);
-  assert.equal(r.err, '');
-  assert.match(r.out, /^[\w-]+\.[\w-]+\.[\w-]+\n$/);
-  assert.equal(await cached(op.issuer), null, 'nothing was cached');
+  assert.equal(r.out, `${(await storedRecord(env)).access_token}\n`);
+  assert.match(r.err, /file=libsecret-1\.so\.0/);
+  assert.deepEqual(r.err.split('\n').filter((l) => l && !/^ *\d+:/.test(l)), [], 'only the loader spoke');
+  const quiet = await tool(NO_KEYCTL, [MLAUTH_BIN, 'token'], env);
+  assert.equal(quiet.code, 0, quiet.err);
+  assert.equal(quiet.err, '');
+  assert.equal(quiet.out, r.out);
 });
 
 test('the helper opens libcurl only when it makes a request', async () => {
   assert.ok(NO_KEYCTL, 'NO_KEYCTL names the seccomp wrapper (make e2e sets it)');
-  const { op, env } = await setup({ op: { accessTtl: 4 } });
+  const { op, env } = await setup();
   assert.equal((await login(env, op)).code, 0);
   // The dynamic loader names every library it maps (LD_DEBUG=files), dlopen'ed ones too.
   const traced = { ...env, LD_DEBUG: 'files' };
@@ -124,8 +143,8 @@ test('the helper opens libcurl only when it makes a request', async () => {
   assert.equal(r.code, 0, r.err);
   assert.match(r.err, /file=libsecret-1\.so\.0/, 'the helper read the keyring (keyctl forbidden)');
   assert.doesNotMatch(r.err, /libcurl/, 'a keyring read loaded libcurl');
-  // Past half its 4 s life the token is refreshed, and that needs libcurl.
-  await sleep(2300);
+  // A stale token is refreshed, and that needs libcurl.
+  await ageSession(env, 200);
   const f = await tool(NO_KEYCTL, [MLAUTH_BIN, 'token'], traced);
   assert.equal(f.code, 0);
   assert.match(f.err, /file=libcurl\.so\.4/);
