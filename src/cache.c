@@ -94,7 +94,7 @@ cache_payload_parse(const char *buf, size_t len, struct cache_entry *e)
 	for (size_t i = 0; i < tlen; i++)
 		if (!token_char((unsigned char)p[i]))
 			goto bad;
-	if ((e->token = malloc(tlen + 1)) == NULL)
+	if ((e->token = secret_alloc(tlen + 1)) == NULL)
 		goto bad;
 	memcpy(e->token, p, tlen);
 	e->token[tlen] = '\0';

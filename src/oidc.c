@@ -124,6 +124,19 @@ oidc_json_load(const char *buf, size_t len, const char *what, json_t **root,
  * Copy string member key of obj into *out (allocated, secret_free it);
  * *out stays NULL when the member is absent or null.
  */
+/* Members that are credentials: kept in secret memory (secret.h), the rest on the heap. */
+static bool
+oidc_secret_key(const char *key)
+{
+	static const char *const keys[] = { "device_code", "access_token", "refresh_token",
+	    "id_token", NULL };
+
+	for (size_t i = 0; keys[i] != NULL; i++)
+		if (strcmp(key, keys[i]) == 0)
+			return true;
+	return false;
+}
+
 static int
 oidc_str(json_t *obj, const char *key, char **out, const char *what, struct ml_err *err)
 {
@@ -138,7 +151,7 @@ oidc_str(json_t *obj, const char *key, char **out, const char *what, struct ml_e
 	s = json_string_value(v);
 	if (strlen(s) != json_string_length(v))
 		return err_set(err, ML_EFAIL, "%s: %s holds a NUL byte", what, key);
-	if ((*out = secret_dup(s)) == NULL)
+	if ((*out = oidc_secret_key(key) ? secret_dup(s) : strdup(s)) == NULL)
 		return err_set(err, ML_EFAIL, "out of memory");
 	return ML_OK;
 }

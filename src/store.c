@@ -14,6 +14,7 @@
 #include "mlauth/config.h"
 #include "mlauth/err.h"
 #include "mlauth/module.h"
+#include "mlauth/secret.h"
 #include "mlauth/store.h"
 
 #define STORE_SECRET_MODULE	"mlauth-secret.so"
@@ -184,9 +185,17 @@ store_load(struct store *st, const char *profile, char **json, struct ml_err *er
 	int rc;
 
 	*json = NULL;
-	if (st->backend == STORE_SECRET_SERVICE)
-		return (rc = secret_profile_check(profile, err)) != ML_OK ? rc :
-		    st->secret->load(st->ss, profile, json, err);
+	if (st->backend == STORE_SECRET_SERVICE) {
+		char *mod = NULL;
+
+		if ((rc = secret_profile_check(profile, err)) != ML_OK ||
+		    (rc = st->secret->load(st->ss, profile, &mod, err)) != ML_OK || mod == NULL)
+			return rc;
+		if ((*json = secret_dup(mod)) == NULL)
+			rc = err_set(err, ML_ESTORE, "out of memory");
+		st->secret->free_secret(mod);
+		return rc;
+	}
 	if ((rc = store_file_path(profile, &path, err)) == ML_OK)
 		rc = store_file_load(path, json, err);
 	free(path);

@@ -282,7 +282,7 @@ store_file_load(const char *path, char **json, struct ml_err *err)
 {
 	struct stat st;
 	char *buf = NULL, *dir;
-	size_t want, got = 0;
+	size_t want = 0, got = 0;
 	ssize_t n;
 	char extra;
 	int fd, rc;
@@ -325,7 +325,7 @@ store_file_load(const char *path, char **json, struct ml_err *err)
 
 	/* Sized from fstat once: growing by realloc would leave unwiped copies. */
 	want = (size_t)st.st_size;
-	if ((buf = malloc(want + 1)) == NULL) {
+	if ((buf = secret_alloc(want + 1)) == NULL) {
 		rc = err_set(err, ML_ESTORE, "out of memory");
 		goto out;
 	}
@@ -360,10 +360,7 @@ store_file_load(const char *path, char **json, struct ml_err *err)
 	buf = NULL;
 	rc = ML_OK;
 out:
-	if (buf != NULL) {
-		secret_wipe(buf, want + 1);
-		free(buf);
-	}
+	secret_release(buf, want + 1);
 	(void)close(fd);
 	return rc;
 }

@@ -779,4 +779,5 @@ __attribute__((visibility("default"))) const struct store_secret_ops store_secre
 	.save = store_secret_save,
 	.remove = store_secret_delete,
 	.writable = store_secret_writable,
+	.free_secret = secret_free,	/* this module's own secret memory */
 };

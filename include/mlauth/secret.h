@@ -2,12 +2,24 @@
 #ifndef MLAUTH_SECRET_H
 #define MLAUTH_SECRET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
-/* A copy of s (NULL when s is NULL or memory runs out); free with secret_free. */
+/*
+ * A copy of s (NULL when s is NULL or memory runs out) in memory kept out of
+ * core dumps and, where RLIMIT_MEMLOCK allows, out of swap; free with
+ * secret_free.  secret_alloc gives n such bytes (uninitialised); free with
+ * secret_release (or secret_free once it holds a string).  Both fall back
+ * to malloc when that memory is used up.
+ */
 char *secret_dup(const char *s);
-/* Wipe the string's bytes, then free it.  NULL is fine. */
+void *secret_alloc(size_t n);
+/* Wipe the string's bytes, then free it: from secret_dup, secret_alloc or malloc.  NULL is fine. */
 void secret_free(char *s);
+/* Wipe n bytes of p (all of it when from secret_alloc), then free it.  NULL is fine. */
+void secret_release(void *p, size_t n);
+/* Whether p is in the protected memory (tests). */
+bool secret_is_protected(const void *p);
 /* Wipe n bytes of a buffer the compiler must not optimise away. */
 void secret_wipe(void *p, size_t n);
 /* Make the process non-dumpable and disable core files: called before secrets are held. */

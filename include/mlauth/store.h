@@ -68,7 +68,7 @@ int store_secret_available(struct ml_err *err);
  * operations until close (NULL is fine); probe does the same check and keeps
  * nothing.  Profiles are checked by store.c before they reach the module.
  */
-#define STORE_SECRET_ABI	2
+#define STORE_SECRET_ABI	3
 struct store_secret_ops {
 	int abi;		/* STORE_SECRET_ABI: a module of another build is refused */
 	int (*open)(struct store_secret **ss, struct ml_err *err);
@@ -81,6 +81,12 @@ struct store_secret_ops {
 	int (*remove)(struct store_secret *ss, const char *profile, bool *found,
 	    struct ml_err *err);
 	int (*writable)(struct store_secret *ss, struct ml_err *err);
+	/*
+	 * Frees what load returned: the module keeps its own secret memory
+	 * (secret.c, linked in hidden), which the program's secret_free does not
+	 * know.  store_load copies the record into the program's before this.
+	 */
+	void (*free_secret)(char *s);
 };
 extern const struct store_secret_ops store_secret_module;
 
