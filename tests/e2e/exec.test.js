@@ -132,17 +132,20 @@ test('exec gives the child the stored token in its environment and nowhere else'
   assert.deepEqual(childEnv.filter((v) => v.startsWith('ANTHROPIC_AUTH_TOKEN=')), [`ANTHROPIC_AUTH_TOKEN=${token}`]);
   assert.deepEqual(childEnv.filter((v) => v.startsWith('ANTHROPIC_BASE_URL=')),
     ['ANTHROPIC_BASE_URL=https://mlaas.virtuosgames.com/proxy/anthropic']);
-  for (const [what, buf] of [
-    ['mlauth cmdline (seen by the child)', readFileSync(join(dir, 'parent.cmdline'))],
-    ['mlauth cmdline (seen by the test)', mlauthCmdline],
-    ['child cmdline', readFileSync(join(dir, 'self.cmdline'))],
+  // Each command line is exactly what was typed: nothing added, the token least of all.
+  const child = ['sh', '-c', script, 'sh', dir];
+  for (const [what, buf, want] of [
+    ['mlauth cmdline (seen by the child)', readFileSync(join(dir, 'parent.cmdline')), [MLAUTH_BIN, 'exec', '--', ...child]],
+    ['mlauth cmdline (seen by the test)', mlauthCmdline, [MLAUTH_BIN, 'exec', '--', ...child]],
+    ['child cmdline', readFileSync(join(dir, 'self.cmdline')), child],
   ]) {
-    assert.ok(entries(buf).includes('exec') || entries(buf).includes('-c'), `${what} was read`);
+    assert.deepEqual(entries(buf), want, what);
     assert.ok(!buf.toString('utf8').includes(token), `the token is in the ${what}`);
   }
 
-  // mlauth is non-dumpable, so its environ needs CAP_SYS_PTRACE over it: root here
-  // usually has that, so it may be readable; either way the token must not be in it.
+  // mlauth is non-dumpable, so its environ needs CAP_SYS_PTRACE over it: root has that
+  // (CI runs as root), another user not; either way the token must not be in it.
+  const root = process.getuid() === 0;
   const status = readFileSync(join(dir, 'parent.environ.status'), 'utf8').trim();
   const seenByChild = readFileSync(join(dir, 'parent.environ'));
   for (const [who, readable, buf, why] of [
@@ -150,6 +153,7 @@ test('exec gives the child the stored token in its environment and nowhere else'
     ['test', mlauthEnviron !== null, mlauthEnviron, mlauthEnvironError?.code],
   ]) {
     t.diagnostic(`mlauth's /proc/PID/environ read by the ${who}: ${readable ? 'readable' : `unreadable (${why})`}`);
+    assert.equal(readable, root, `${who}: readable exactly when root (${why})`);
     if (readable) {
       const vars = entries(buf);
       assert.ok(vars.includes('ANTHROPIC_AUTH_TOKEN=stale-token'), `${who} read mlauth's real environ`);
