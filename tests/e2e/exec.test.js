@@ -4,7 +4,7 @@ import { after, test } from 'node:test';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { MLAUTH_BIN, run, spawnMlauth, startAPI, stopAll } from './rig.js';
-import { JWT, login, setup, storedRecord, tool } from './fixtures.js';
+import { JWT, ageSession, login, setup, storedRecord, tool } from './fixtures.js';
 
 after(stopAll);
 
@@ -318,4 +318,117 @@ test('the apiKeyHelper recipe prints the bare token, which the API accepts', asy
   assert.equal(res.status, 200);
   const reqs = await api.requests();
   assert.equal(reqs.at(-1).authorized, true);
+});
+
+// ---- --min-valid: token, env and exec --------------------------------------------------
+
+/** Runs `mlauth CMD [--min-valid N]` and returns the token it handed out (or the result). */
+async function tokenVia(cmd, env, minValid) {
+  const opt = minValid === undefined ? [] : ['--min-valid', String(minValid)];
+  const args = {
+    token: ['token', ...opt],
+    env: ['env', '--shell', 'sh', ...opt],
+    exec: ['exec', ...opt, '--', 'sh', '-c', 'printf %s "$ANTHROPIC_AUTH_TOKEN"'],
+  }[cmd];
+  const r = await run(args, { env });
+  assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+  assert.equal(r.stderr, '');
+  if (cmd === 'token') return r.stdout.replace(/\n$/, '');
+  if (cmd === 'env') return /^export ANTHROPIC_AUTH_TOKEN='([^']+)'$/m.exec(r.stdout)[1];
+  return r.stdout;
+}
+
+for (const cmd of ['token', 'env', 'exec']) {
+  test(`${cmd} --min-valid N refreshes a token with less than N seconds left, and only then`, async () => {
+    const { env, op } = await loggedIn();
+    const before = await ageSession(env, 1000); // fresh for the default 300 s
+    await op.resetCounters();
+    assert.equal(await tokenVia(cmd, env), before.access_token);
+    assert.equal(await tokenVia(cmd, env, 900), before.access_token);
+    assert.equal((await op.counters()).refresh, 0);
+    const fresh = await tokenVia(cmd, env, 1200);
+    assert.notEqual(fresh, before.access_token);
+    assert.match(fresh, JWT);
+    assert.equal((await op.counters()).refresh, 1);
+    assert.equal((await storedRecord(env)).access_token, fresh);
+  });
+
+  test(`${cmd} --min-valid is capped at half the token's lifetime`, async () => {
+    const { env, op } = await loggedIn();
+    // An hour-long token: whatever is asked for, 30 minutes left are enough.
+    const before = await ageSession(env, 1900);
+    await op.resetCounters();
+    assert.equal(await tokenVia(cmd, env, 7200), before.access_token);
+    assert.equal(await tokenVia(cmd, env, 31_536_000), before.access_token);
+    assert.equal((await op.counters()).refresh, 0, 'refreshed with more than half the life left');
+    await ageSession(env, 1700);
+    const fresh = await tokenVia(cmd, env, 7200);
+    assert.notEqual(fresh, before.access_token);
+    // The new token is not refreshed again at once, as an uncapped 7200 s would have it.
+    assert.equal(await tokenVia(cmd, env, 7200), fresh);
+    assert.equal((await op.counters()).refresh, 1);
+  });
+
+  test(`${cmd} --min-valid takes whole seconds up to a year`, async () => {
+    const { env } = await setup({ keyring: false });
+    for (const bad of ['31536001', '-5', 'soon', '1.5', '']) {
+      const r = await run([cmd, '--min-valid', bad, ...(cmd === 'exec' ? ['true'] : [])], { env });
+      assert.equal(r.code, 2, `--min-valid '${bad}': ${r.stderr}`);
+      assert.equal(r.stdout, '');
+      assert.equal(r.stderr.split('\n')[0], `mlauth ${cmd}: --min-valid needs whole seconds, not '${bad}'`);
+    }
+  });
+}
+
+// ---- exec before the command starts -------------------------------------------------------
+
+test('env without a session exits 3 and prints nothing', async () => {
+  const { env } = await setup();
+  for (const shell of ['sh', 'fish']) {
+    const r = await run(['env', '--shell', shell], { env });
+    assert.equal(r.code, 3, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /^mlauth: not logged in \(profile default\)/);
+  }
+});
+
+for (const sig of ['SIGTERM', 'SIGINT']) {
+  test(`exec ${sig}ed while it fetches the token: exit 130, the command never starts`, async () => {
+    const { env, op, home } = await loggedIn();
+    await ageSession(env, -60);
+    const marker = join(home.dir, 'ran');
+    // The provider holds the refresh until mlauth is gone: the signal lands in the fetch.
+    await op.set({ hold: { grant: 'refresh_token', when: 'before' } });
+    const h = spawnMlauth(['exec', '--', 'sh', '-c', `touch '${marker}'`], { env });
+    await op.until('held', 1, { unless: h.done });
+    h.kill(sig);
+    const r = await h.done;
+    assert.equal(r.code, 130, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /interrupted/);
+    assert.ok(!existsSync(marker), 'the command ran');
+  });
+}
+
+test('exec with the provider down and the token expired: exit 4, the command never starts', async () => {
+  const { env, op, home } = await loggedIn();
+  await ageSession(env, -60);
+  await op.stop();
+  const marker = join(home.dir, 'ran');
+  const r = await run(['exec', '--', 'sh', '-c', `touch '${marker}'`], { env });
+  assert.equal(r.code, 4, r.stderr);
+  assert.equal(r.stdout, '');
+  assert.match(r.stderr, /^mlauth: cannot reach /);
+  assert.ok(!existsSync(marker), 'the command ran');
+});
+
+test('a signal ignored when exec started (nohup) stays ignored for the command; the others do not', async () => {
+  const { env } = await loggedIn();
+  // As nohup does: SIGHUP ignored, then mlauth exec'ed with that disposition.
+  const r = await tool('sh', ['-c', 'trap "" HUP; exec "$0" exec -- grep -E "^SigIgn:" /proc/self/status', MLAUTH_BIN], env);
+  assert.equal(r.code, 0, r.err);
+  const ign = BigInt(`0x${/^SigIgn:\s*([0-9a-f]+)$/m.exec(r.out)[1]}`);
+  const bit = (n) => 1n << BigInt(n - 1);
+  assert.equal(ign & bit(1), bit(1), `SIGHUP not ignored: ${r.out}`);
+  for (const n of [2, 13, 15]) assert.equal(ign & bit(n), 0n, `signal ${n} ignored: ${r.out}`);
 });
