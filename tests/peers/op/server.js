@@ -85,6 +85,8 @@ const knobs = {
   // lost on the way back). `held` counts them, so a test kills its client on that event
   // rather than after a guessed delay.
   hold: null,
+  // A refresh answer without a refresh_token (RFC 6749 section 6: the client keeps its own).
+  omitRefreshToken: false,
   dateSkew: 0,
   scopeRejectOffline: false,
   // Keycloak (to 26.7) with a client lacking the offline_access scope: the scope is
@@ -320,6 +322,10 @@ async function makeProvider(issuer) {
         'not-before-policy': 0,
         session_state: rt.grantId,
       };
+      if (knobs.omitRefreshToken && ctx.oidc.params.grant_type === 'refresh_token') {
+        const { refresh_token: omitted, refresh_expires_in: alsoOmitted, ...rest } = ctx.body;
+        ctx.body = rest;
+      }
     }
   });
 
