@@ -248,6 +248,17 @@ bench/out/rounds: bench/rounds.c
 	$(CC) -O2 -std=c11 -Wall -Wextra -Werror -o $@ bench/rounds.c
 # ---- bench (end) ----
 
+# ---- bench-proxy (begin): the proxy's part of `make bench` (bench/proxy.js) ----
+# mlauth proxy's added latency to first and last byte beside curl straight to the API
+# peer, 100 concurrent streams, memory per open stream; also bench/out/proxy-latest.json.
+.PHONY: bench-proxy
+bench: bench-proxy
+
+bench-proxy: deps
+	@$(MAKE) --no-print-directory $(BIN) $(HELPER)
+	MLAUTH_BIN=$(abspath $(BIN)) node bench/proxy.js
+# ---- bench-proxy (end) ----
+
 # ---- valgrind (begin): memcheck over the main paths, owned by the security tests ----
 # `make valgrind` runs login, token (the front's cached fast path and a refresh), status,
 # send, send --stream and logout, with the file store and the Secret Service, under

@@ -168,7 +168,7 @@ _mlauth()
 				if [[ $prev == -m || $prev == --min-valid ]]; then
 					return 0
 				elif [[ $cur == -* ]]; then
-					mapfile -t cands < <(compgen -W "-m --min-valid -h --help --" -- "$cur")
+					mapfile -t cands < <(compgen -W "--proxy -m --min-valid -h --help --" -- "$cur")
 				else
 					start=$((${#w[@]} - 1))
 				fi

@@ -208,6 +208,7 @@ complete -c mlauth -n '__mlauth_using env' -s m -l min-valid -x -d 'Seconds the 
 
 # exec: its options until "--" or the command; then the command and its arguments.
 complete -c mlauth -n '__mlauth_using exec; and not __mlauth_exec_words >/dev/null' -s m -l min-valid -x -d 'Seconds the token must stay valid when the command starts'
+complete -c mlauth -n '__mlauth_using exec; and not __mlauth_exec_words >/dev/null' -l proxy -d 'Run the command behind its own mlauth proxy'
 complete -c mlauth -n '__mlauth_using exec' -a '(__mlauth_exec_complete)'
 
 # proxy

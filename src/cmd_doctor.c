@@ -27,7 +27,9 @@
 #include "mlauth/jwt.h"
 #include "mlauth/messages.h"
 #include "mlauth/oidc.h"
+#include "mlauth/proxy.h"
 #include "mlauth/record.h"
+#include "mlauth/secret.h"
 #include "mlauth/sanitize.h"
 #include "mlauth/store.h"
 #include "mlauth/token.h"
@@ -633,52 +635,90 @@ check_session(struct doctor *d)
 
 /* ---- the environment other tools read ---- */
 
+/* Whether the variable is set to a non-empty value other than except (NULL: none). */
+static bool
+env_set_to_other(const char *name, const char *except)
+{
+	const char *v = getenv(name);
+
+	return v != NULL && v[0] != '\0' && (except == NULL || strcmp(v, except) != 0);
+}
+
+/*
+ * ANTHROPIC_AUTH_TOKEN and ANTHROPIC_API_KEY as Claude Code 2.1 treats them
+ * beside an apiKeyHelper: the first replaces the helper's token, the second
+ * goes along with it as x-api-key.  Set to the running proxy's key they are
+ * the proxy's own settings (mlauth proxy --env), not leftovers.
+ */
+static bool
+check_env_credentials(struct doctor *d, const char *proxy_key)
+{
+	bool tok = env_set_to_other("ANTHROPIC_AUTH_TOKEN", proxy_key);
+	bool key = env_set_to_other("ANTHROPIC_API_KEY", proxy_key);
+	struct check *c;
+
+	if (!tok && !key)
+		return false;
+	/* Only their names: the values are credentials. */
+	c = check_add(d, "environment", CHECK_WARN, "%s%s%s",
+	    tok ? "ANTHROPIC_AUTH_TOKEN is set: Claude Code sends it instead of its "
+	    "apiKeyHelper's token (mlauth token), until it expires" : "",
+	    tok && key ? "; " : "",
+	    key ? "ANTHROPIC_API_KEY is set: Claude Code sends it as x-api-key beside its "
+	    "apiKeyHelper's token, so the key leaks to the API's host" : "");
+	check_fix(c, "unset %s%s%s (and remove %s from your shell profile and Claude Code's "
+	    "settings); for tools that only take a key, use mlauth proxy",
+	    tok ? "ANTHROPIC_AUTH_TOKEN" : "", tok && key ? " " : "",
+	    key ? "ANTHROPIC_API_KEY" : "", tok && key ? "them" : "it");
+	return true;
+}
+
+/* Whether base names the same place as want, trailing slashes aside. */
+static bool
+same_base(const char *base, const char *want)
+{
+	size_t bl = strlen(base), al = strlen(want);
+
+	while (bl > 0 && base[bl - 1] == '/')
+		bl--;
+	while (al > 0 && want[al - 1] == '/')
+		al--;
+	return bl == al && strncmp(base, want, bl) == 0;
+}
+
 static void
 check_environment(struct doctor *d)
 {
-	static const char *const keys[] = { "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY" };
-	const char *set[2], *base = getenv("ANTHROPIC_BASE_URL");
-	size_t nset = 0, bl, al;
-	char shown[400], want[400];
+	const char *base = getenv("ANTHROPIC_BASE_URL");
+	char shown[400], want[400], *purl = NULL, *pkey = NULL;
+	struct ml_err err;
 	struct check *c;
 
-	/* Only their names: the values are credentials. */
-	for (size_t i = 0; i < 2; i++) {
-		const char *v = getenv(keys[i]);
-
-		if (v != NULL && v[0] != '\0')
-			set[nset++] = keys[i];
+	/* A running proxy of this profile: its address and key are fine to find here. */
+	if (proxy_lookup(d->cfg->profile, &purl, &pkey, &err) != ML_OK)
+		purl = pkey = NULL;
+	if (check_env_credentials(d, pkey))
+		goto out;
+	if (base != NULL && base[0] != '\0' && purl != NULL && same_base(base, purl)) {
+		check_add(d, "environment", CHECK_OK, "ANTHROPIC_BASE_URL is the running mlauth "
+		    "proxy (%s)", purl);
+		goto out;
 	}
-	if (nset > 0) {
-		c = check_add(d, "environment", CHECK_WARN, "%s%s%s %s set: %s silently win%s "
-		    "over Claude Code's apiKeyHelper (mlauth token)", set[0],
-		    nset > 1 ? " and " : "", nset > 1 ? set[1] : "", nset > 1 ? "are" : "is",
-		    nset > 1 ? "they" : "it", nset > 1 ? "" : "s");
-		check_fix(c, "unset %s%s%s (and remove %s from your shell profile and Claude "
-		    "Code's settings)", set[0], nset > 1 ? " " : "", nset > 1 ? set[1] : "",
-		    nset > 1 ? "them" : "it");
-		return;
-	}
-	if (base != NULL && base[0] != '\0') {
+	if (base != NULL && base[0] != '\0' && !same_base(base, d->cfg->api_base)) {
 		/* A leftover base URL sends whatever token a tool has somewhere else. */
-		bl = strlen(base);
-		al = strlen(d->cfg->api_base);
-		while (bl > 0 && base[bl - 1] == '/')
-			bl--;
-		while (al > 0 && d->cfg->api_base[al - 1] == '/')
-			al--;
-		if (bl != al || strncmp(base, d->cfg->api_base, bl) != 0) {
-			mask_url(base, shown, sizeof shown);
-			mask_url(d->cfg->api_base, want, sizeof want);
-			c = check_add(d, "environment", CHECK_WARN, "ANTHROPIC_BASE_URL is %s, not "
-			    "api_base %s: tools would send their token there", shown, want);
-			check_fix(c, "unset ANTHROPIC_BASE_URL, or set it to %s", want);
-			return;
-		}
+		mask_url(base, shown, sizeof shown);
+		mask_url(d->cfg->api_base, want, sizeof want);
+		c = check_add(d, "environment", CHECK_WARN, "ANTHROPIC_BASE_URL is %s, not "
+		    "api_base %s: tools would send their token there", shown, want);
+		check_fix(c, "unset ANTHROPIC_BASE_URL, or set it to %s", want);
+		goto out;
 	}
 	check_add(d, "environment", CHECK_OK, "no ANTHROPIC_AUTH_TOKEN or ANTHROPIC_API_KEY "
-	    "to override apiKeyHelper%s", base != NULL && base[0] != '\0' ?
+	    "to get in apiKeyHelper's way%s", base != NULL && base[0] != '\0' ?
 	    "; ANTHROPIC_BASE_URL matches api_base" : "");
+out:
+	free(purl);
+	secret_free(pkey);
 }
 
 /* ---- the messages API, asked once with the stored token ---- */
@@ -897,7 +937,7 @@ const struct cmd_entry cmd_doctor_entry = {
 	    "store mlauth will use, the kernel keyring cache, the issuer's discovery\n"
 	    "document, the CA certificates, proxy variables (credentials masked), the\n"
 	    "local clock against the provider's, the stored session, ANTHROPIC_* variables\n"
-	    "that would override Claude Code's apiKeyHelper, and, with a fresh token, one\n"
+	    "that would get in Claude Code's apiKeyHelper's way, and, with a fresh token, one\n"
 	    "minimal request to the messages API (max_tokens 1).  Each line says ok, warn\n"
 	    "or fail, what was found, and the fix.  Never prints a token.\n"
 	    "\nExit status 0 when nothing failed (warnings allowed), 1 when a check failed.\n",

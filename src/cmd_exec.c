@@ -20,6 +20,7 @@
 
 #include "mlauth/cmd.h"
 #include "mlauth/http.h"
+#include "mlauth/proxy.h"
 #include "mlauth/secret.h"
 #include "mlauth/token.h"
 #include "mlauth/tokenfmt.h"
@@ -28,6 +29,12 @@ extern char **environ;
 
 #define ENV_BASE	"ANTHROPIC_BASE_URL"
 #define ENV_TOKEN	"ANTHROPIC_AUTH_TOKEN"
+#define ENV_KEY		"ANTHROPIC_API_KEY"
+
+/* Open requests of CMD's children may finish this long after CMD has exited. */
+#define EXEC_PROXY_GRACE_MS	1000L
+
+enum { OPT_PROXY = 256 };
 
 /* Shell conventions for a command that cannot be run. */
 #define EXIT_NOT_FOUND	127
@@ -35,6 +42,7 @@ extern char **environ;
 
 static const struct option options[] = {
 	{ "min-valid", required_argument, NULL, 'm' },
+	{ "proxy", no_argument, NULL, OPT_PROXY },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -51,11 +59,18 @@ static atomic_int child_pid;
 static atomic_uint pending_sigs;	/* bit N: signal N arrived before the child started */
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "signal handlers need lock-free atomics");
 
-/* The child's environment: ours without the two names, then them with our values. */
+/*
+ * The child's environment: ours without the names we set, then them with
+ * our values.  Without the proxy: the API base and a token.  With it: its
+ * address, and its key as both ANTHROPIC_API_KEY and ANTHROPIC_AUTH_TOKEN,
+ * so that a tool reading either finds it and no leftover token or key of
+ * ours travels beside it.
+ */
 struct child_env {
-	char **envp;		/* borrowed entries of environ, plus base and token */
+	char **envp;		/* borrowed entries of environ, plus ours */
 	char *base;		/* "ANTHROPIC_BASE_URL=..." */
 	char *token;		/* "ANTHROPIC_AUTH_TOKEN=...", a secret */
+	char *key;		/* "ANTHROPIC_API_KEY=..." (the proxy's), a secret, or NULL */
 };
 
 /* Whether the environment entry sets name. */
@@ -82,37 +97,43 @@ env_entry(const char *name, const char *value)
 	return s;
 }
 
-/* Wipes the token entry and frees everything; safe on a zeroed or half-built ce. */
+/* Wipes the secret entries and frees everything; safe on a zeroed or half-built ce. */
 static void
 child_env_free(struct child_env *ce)
 {
 	free(ce->envp);
 	free(ce->base);
 	secret_free(ce->token);
+	secret_free(ce->key);
 	memset(ce, 0, sizeof *ce);
 }
 
+/* proxy_key NULL: token is an access token; else token is ignored and the key goes in. */
 static int
 child_env_build(struct child_env *ce, const char *base, const char *token,
-    struct ml_err *err)
+    const char *proxy_key, struct ml_err *err)
 {
 	size_t n = 0, k = 0;
 
 	memset(ce, 0, sizeof *ce);
 	for (char **e = environ; e != NULL && *e != NULL; e++)
 		n++;
-	if (n > SIZE_MAX / sizeof *ce->envp - 3 ||
-	    (ce->envp = calloc(n + 3, sizeof *ce->envp)) == NULL ||
+	if (n > SIZE_MAX / sizeof *ce->envp - 4 ||
+	    (ce->envp = calloc(n + 4, sizeof *ce->envp)) == NULL ||
 	    (ce->base = env_entry(ENV_BASE, base)) == NULL ||
-	    (ce->token = env_entry(ENV_TOKEN, token)) == NULL) {
+	    (ce->token = env_entry(ENV_TOKEN, proxy_key != NULL ? proxy_key : token)) == NULL ||
+	    (proxy_key != NULL && (ce->key = env_entry(ENV_KEY, proxy_key)) == NULL)) {
 		child_env_free(ce);
 		return err_set(err, ML_EFAIL, "out of memory");
 	}
 	for (char **e = environ; e != NULL && *e != NULL; e++)
-		if (!env_is(*e, ENV_BASE) && !env_is(*e, ENV_TOKEN))
+		if (!env_is(*e, ENV_BASE) && !env_is(*e, ENV_TOKEN) &&
+		    !(proxy_key != NULL && env_is(*e, ENV_KEY)))
 			ce->envp[k++] = *e;
 	ce->envp[k++] = ce->base;
 	ce->envp[k++] = ce->token;
+	if (ce->key != NULL)
+		ce->envp[k++] = ce->key;
 	ce->envp[k] = NULL;
 	return ML_OK;
 }
@@ -129,7 +150,8 @@ prepare_env(struct cmd_ctx *ctx, long min_valid, struct child_env *ce)
 	memset(ce, 0, sizeof *ce);
 	err_clear(&err);
 	if ((status = cmd_fresh_token(ctx, &o, &res)) == ML_OK &&
-	    (status = child_env_build(ce, ctx->cfg.api_base, res.rec.access_token, &err)) != ML_OK)
+	    (status = child_env_build(ce, ctx->cfg.api_base, res.rec.access_token, NULL,
+	    &err)) != ML_OK)
 		status = cmd_fail(ctx, &err);
 	token_result_free(&res);
 	return status;
@@ -305,11 +327,43 @@ restore:
 	return status;
 }
 
+/*
+ * CMD with a proxy of its own: ANTHROPIC_BASE_URL points at it and
+ * ANTHROPIC_API_KEY (and ANTHROPIC_AUTH_TOKEN) is its key, so a job of any
+ * length never holds a token that can expire.  The proxy stops when CMD has
+ * exited.
+ */
+static int
+run_with_proxy(struct cmd_ctx *ctx, long min_valid, char **argv)
+{
+	struct proxy_opts po;
+	struct proxy *p = NULL;
+	struct child_env ce;
+	struct ml_err err;
+	int status;
+
+	/* A client that hangs up must not end us (GIO's sockets aside, nothing else would). */
+	(void)signal(SIGPIPE, SIG_IGN);
+	if ((status = cmd_proxy_start(ctx, min_valid, 0, &po, &p)) != ML_OK)
+		return status;
+	err_clear(&err);
+	if ((status = child_env_build(&ce, proxy_url(p), NULL, proxy_key(p), &err)) != ML_OK) {
+		proxy_stop(p, 0);
+		return cmd_fail(ctx, &err);
+	}
+	status = run_child(ctx, argv, &ce);
+	if (ctx->verbose)
+		cmd_info(ctx, "mlauth: proxy served %lu requests", proxy_requests(p));
+	proxy_stop(p, EXEC_PROXY_GRACE_MS);
+	return status;
+}
+
 static int
 exec_exec(struct cmd_ctx *ctx, int argc, char **argv)
 {
 	struct child_env ce;
 	long min_valid = ctx->cfg.min_valid;
+	bool proxy = false;
 	int c, status;
 
 	while ((c = cmd_getopt(ctx, argc, argv, &status)) != -1) {
@@ -321,10 +375,15 @@ exec_exec(struct cmd_ctx *ctx, int argc, char **argv)
 				return cmd_usage_error(ctx, "--min-valid needs whole seconds, not '%s'",
 				    optarg);
 			break;
+		case OPT_PROXY:
+			proxy = true;
+			break;
 		}
 	}
 	if (optind >= argc)
 		return cmd_usage_error(ctx, "missing the command to run");
+	if (proxy)
+		return run_with_proxy(ctx, min_valid, argv + optind);
 	if ((status = prepare_env(ctx, min_valid, &ce)) != ML_OK)
 		return status;
 	return run_child(ctx, argv + optind, &ce);
@@ -333,24 +392,28 @@ exec_exec(struct cmd_ctx *ctx, int argc, char **argv)
 const struct cmd_entry cmd_exec_entry = {
 	.name = "exec",
 	.summary = "run a command with ANTHROPIC_BASE_URL and a token in its environment",
-	.usage = "[--min-valid SECS] [--] CMD [ARGS...]",
+	.usage = "[--proxy] [--min-valid SECS] [--] CMD [ARGS...]",
 	.help =
 	    "Options:\n"
+	    "      --proxy           run CMD behind its own mlauth proxy: ANTHROPIC_BASE_URL\n"
+	    "                        is the proxy, ANTHROPIC_API_KEY and ANTHROPIC_AUTH_TOKEN\n"
+	    "                        its key, and every request gets a fresh token however\n"
+	    "                        long CMD runs\n"
 	    "  -m, --min-valid SECS  the token must stay valid this long when CMD starts\n"
-	    "                        (default: setting min_valid, 300); capped at half the\n"
-	    "                        token's lifetime\n"
+	    "                        (with --proxy: when a request is forwarded; default:\n"
+	    "                        setting min_valid, 300); capped at half its lifetime\n"
 	    "\nRuns CMD (searched in PATH) with ANTHROPIC_BASE_URL (setting api_base) and\n"
 	    "ANTHROPIC_AUTH_TOKEN added to its environment, never to a command line.  The\n"
 	    "token is fixed for CMD's life and is not renewed while it runs: for jobs\n"
-	    "longer than a token lasts, have the program call 'mlauth token' when it needs\n"
-	    "one (Claude Code: \"apiKeyHelper\": \"mlauth token --min-valid 900\").\n"
+	    "longer than a token lasts, use --proxy.\n"
 	    "\nSIGINT, SIGTERM and SIGHUP sent to mlauth are passed on to CMD (Ctrl-C at a\n"
 	    "terminal reaches CMD directly, once).  Write -- before CMD when its\n"
 	    "arguments include -h or --help.\n"
 	    "\nExit status: CMD's own, 128+N when signal N ended it, 127 when CMD is not\n"
 	    "found, 126 when it cannot be executed; before CMD starts, mlauth's usual\n"
 	    "statuses (3: not logged in).  Example:\n"
-	    "  mlauth exec -- python3 script_using_the_anthropic_sdk.py\n",
+	    "  mlauth exec -- python3 script_using_the_anthropic_sdk.py\n"
+	    "  mlauth exec --proxy -- python3 batch_job_of_many_hours.py\n",
 	.options = options,
 	.exec = exec_exec,
 };

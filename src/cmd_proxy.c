@@ -90,6 +90,8 @@ print_env(struct cmd_ctx *ctx, enum cmd_shell sh)
 		return cmd_fail(ctx, &err);
 	cmd_put_export(sh, "ANTHROPIC_BASE_URL", url);
 	cmd_put_export(sh, "ANTHROPIC_API_KEY", key);
+	/* Some tools read only this one; the proxy takes its key either way. */
+	cmd_put_export(sh, "ANTHROPIC_AUTH_TOKEN", key);
 	free(url);
 	secret_free(key);
 	return ML_OK;
@@ -179,7 +181,8 @@ const struct cmd_entry cmd_proxy_entry = {
 	    "  -m, --min-valid SECS  a forwarded token must stay valid this long (default:\n"
 	    "                        setting min_valid, 300; capped at half its lifetime)\n"
 	    "      --env             print export lines for the proxy running for this\n"
-	    "                        profile (ANTHROPIC_BASE_URL, ANTHROPIC_API_KEY), and exit\n"
+	    "                        profile (ANTHROPIC_BASE_URL; its key as ANTHROPIC_API_KEY\n"
+	    "                        and ANTHROPIC_AUTH_TOKEN), and exit\n"
 	    "      --shell SHELL     with --env: sh (default) or fish\n"
 	    "\nForwards every request to api_base with a fresh Authorization: Bearer token,\n"
 	    "refreshed once per token lifetime, and streams each answer back as it comes.\n"

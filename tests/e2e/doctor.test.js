@@ -210,7 +210,8 @@ test('ANTHROPIC_API_KEY and ANTHROPIC_AUTH_TOKEN: named, never shown', async () 
   assert.equal(one.code, 0, report(one));
   const e = only(parse(one.stdout), 'environment');
   assert.equal(e.status, 'warn');
-  assert.match(e.detail, /^ANTHROPIC_API_KEY is set: it silently wins over Claude Code's apiKeyHelper/);
+  // What Claude Code 2.1 does with it beside apiKeyHelper (tests/e2e/claude.test.js shows it).
+  assert.match(e.detail, /^ANTHROPIC_API_KEY is set: Claude Code sends it as x-api-key beside its apiKeyHelper's token, so the key leaks/);
   assert.match(e.fix, /^unset ANTHROPIC_API_KEY/);
 
   const both = await run(['doctor', '--json'], { env: { ...env, ANTHROPIC_API_KEY: key, ANTHROPIC_AUTH_TOKEN: tok } });
@@ -219,7 +220,7 @@ test('ANTHROPIC_API_KEY and ANTHROPIC_AUTH_TOKEN: named, never shown', async () 
   assert.equal(o.ok, true);
   const je = o.checks.find((c) => c.name === 'environment');
   assert.equal(je.status, 'warn');
-  assert.match(je.detail, /ANTHROPIC_AUTH_TOKEN and ANTHROPIC_API_KEY are set/);
+  assert.match(je.detail, /^ANTHROPIC_AUTH_TOKEN is set: Claude Code sends it instead of its apiKeyHelper's token .*; ANTHROPIC_API_KEY is set: /);
   assert.match(je.fix, /^unset ANTHROPIC_AUTH_TOKEN ANTHROPIC_API_KEY/);
 
   const rec = await storedRecord(env);

@@ -294,7 +294,7 @@ test('exec without a command, or with a bad option, is a usage error', async () 
   assert.match(r.stderr, /--min-valid needs whole seconds/);
   r = await run(['help', 'exec'], { env });
   assert.equal(r.code, 0);
-  assert.match(r.stdout, /^usage: mlauth exec \[--min-valid SECS\] \[--\] CMD \[ARGS\.\.\.\]$/m);
+  assert.match(r.stdout, /^usage: mlauth exec \[--proxy\] \[--min-valid SECS\] \[--\] CMD \[ARGS\.\.\.\]$/m);
   assert.match(r.stdout, /fixed for CMD's life/);
 });
 

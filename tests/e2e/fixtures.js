@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnMlauth, startKeyring, startOP, tmpEnv } from './rig.js';
+import { spawnMlauth, startAPI, startKeyring, startOP, tmpEnv } from './rig.js';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export const JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
@@ -94,4 +94,18 @@ export async function ageSession(env, left, profile = 'default') {
   }
   forgetCache(r.issuer, profile);
   return before;
+}
+
+/**
+ * A logged-in user of the file store (no keyring) and a messages API trusting the provider,
+ * quick to answer (streams 5 ms between events). Returns setup()'s fields and api.
+ */
+export async function loggedInWithAPI(opOptions = {}) {
+  const s = await setup({ keyring: false, op: opOptions });
+  const api = await startAPI({ issuer: s.op.issuer, streamPauseMs: 5 });
+  s.env.MLAUTH_API_BASE = api.base;
+  s.env.MLAUTH_STORE = 'file';
+  const r = await login(s.env, s.op);
+  if (r.code !== 0) throw new Error(`login failed: ${r.stderr}`);
+  return { ...s, api };
 }

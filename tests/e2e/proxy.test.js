@@ -2,22 +2,16 @@
 // provider and messages API, which checks every bearer JWT for real.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import Anthropic from '@anthropic-ai/sdk';
-import { run, spawnMlauth, startAPI, stopAll } from './rig.js';
-import { login, setup, sleep, tool } from './fixtures.js';
+import { run, spawnMlauth, stopAll } from './rig.js';
+import { loggedInWithAPI, setup, tool } from './fixtures.js';
 
 after(stopAll);
 
-/** A logged-in user (file store) and a messages API trusting the provider. */
-async function ready(opOptions = {}) {
-  const s = await setup({ keyring: false, op: opOptions });
-  const api = await startAPI({ issuer: s.op.issuer, streamPauseMs: 5 });
-  s.env.MLAUTH_API_BASE = api.base;
-  s.env.MLAUTH_STORE = 'file';
-  const r = await login(s.env, s.op);
-  assert.equal(r.code, 0, r.stderr);
-  return { ...s, api };
-}
+const SDK_CLIENT = fileURLToPath(new URL('./sdk-client.mjs', import.meta.url));
+
+const ready = loggedInWithAPI;
 
 /** `mlauth proxy` running, with the URL and key that `mlauth proxy --env` gives. */
 async function startProxy(env, args = []) {
@@ -29,6 +23,7 @@ async function startProxy(env, args = []) {
   const key = /^export ANTHROPIC_API_KEY='([^']*)'$/m.exec(e.stdout)?.[1];
   assert.equal(base, url);
   assert.match(key, /^mlauth-proxy-[0-9a-f]{64}$/);
+  assert.equal(/^export ANTHROPIC_AUTH_TOKEN='([^']*)'$/m.exec(e.stdout)?.[1], key);
   return { h, url, key };
 }
 
@@ -185,25 +180,19 @@ test('a 401 from the API: one refresh and the same request again; a failed refre
   assert.equal((await h.done).code, 0);
 });
 
-test('five token lifetimes of SDK traffic: no 401 reaches the client, about one refresh per lifetime', async () => {
+test('mlauth exec --proxy: an SDK job over five token lifetimes sees no 401, about one refresh per lifetime', async () => {
   const TTL = 8;
   const { env, op, api } = await ready({ accessTtl: TTL });
-  const { h, url, key } = await startProxy(env, ['--min-valid', '1']);
-  const c = client(url, key);
   await op.resetCounters();
   const started = Date.now();
-  let requests = 0;
-  // Sequential and concurrent, streamed and not, until five lifetimes have passed.
-  while (Date.now() - started < (5 * TTL + 1) * 1000) {
-    const batch = [ask(c, `plain ${requests}`), c.messages.stream({ model: 'claude-opus-4-6',
-      max_tokens: 32, messages: [{ role: 'user', content: `streamed ${requests}` }] }).finalText()];
-    const [a, b] = await Promise.all(batch);
-    assert.equal(a.content[0].text, `Hello! You said: plain ${requests}`);
-    assert.equal(b, `Hello! You said: streamed ${requests}`);
-    requests += 2;
-    await sleep(250);
-  }
+  // A leftover token and key in the environment must not get in the way.
+  const r = await run(['exec', '--proxy', '--min-valid', '1', '--', process.execPath, SDK_CLIENT,
+    String(5 * TTL + 1)], { env: { ...env, ANTHROPIC_AUTH_TOKEN: 'stale', ANTHROPIC_API_KEY: 'old' },
+    timeoutMs: 300_000 });
   const elapsed = (Date.now() - started) / 1000;
+  assert.equal(r.code, 0, r.stderr);
+  const { requests, errors } = JSON.parse(r.stdout);
+  assert.deepEqual(errors, []);
   const { refresh, refresh_errors: refreshErrors } = await op.counters();
   assert.equal(refreshErrors, 0);
   // A refresh when a token has less than --min-valid left: one per (TTL - 1) s at most.
@@ -211,8 +200,43 @@ test('five token lifetimes of SDK traffic: no 401 reaches the client, about one 
   assert.ok(refresh <= Math.ceil(elapsed / (TTL - 1)) + 1, `${refresh} refreshes in ${elapsed} s`);
   assert.ok(requests >= 3 * refresh, `${requests} requests, ${refresh} refreshes`);
   // Whatever the API refused (a token expiring in flight) was retried, never passed on.
-  const unauthorized = (await api.requests()).filter((r) => !r.authorized).length;
+  const seen = await api.requests();
+  const unauthorized = seen.filter((q) => !q.authorized).length;
   assert.ok(unauthorized <= refresh, `${unauthorized} requests refused upstream`);
+  assert.equal(seen.length - unauthorized, requests);
+  assert.ok(seen.every((q) => q.headers['x-api-key'] === undefined && !/stale|old/.test(q.headers.authorization)));
+});
+
+test('exec --proxy: CMD gets the proxy and its key, its status comes back, the proxy ends with it', async () => {
+  const { env } = await ready();
+  const print = 'printf "%s\\n%s\\n%s\\n" "$ANTHROPIC_BASE_URL" "$ANTHROPIC_API_KEY" "$ANTHROPIC_AUTH_TOKEN"; exit 7';
+  const r = await run(['exec', '--proxy', '--', 'sh', '-c', print], { env: { ...env, ANTHROPIC_AUTH_TOKEN: 'stale' } });
+  assert.equal(r.code, 7, r.stderr);
+  const [url, key, tok] = r.stdout.split('\n');
+  assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
+  assert.match(key, /^mlauth-proxy-[0-9a-f]{64}$/);
+  assert.equal(tok, key, 'the key, not the leftover token');
+  // Gone with CMD: nothing listens there any more.
+  await assert.rejects(fetch(`${url}/v1/messages`, { method: 'POST', headers: { 'x-api-key': key } }));
+  // Each run its own key.
+  const again = await run(['exec', '--proxy', '--', 'sh', '-c', print], { env });
+  assert.notEqual(again.stdout.split('\n')[1], key);
+  // Not logged in: CMD never starts.
+  const s = await setup({ keyring: false });
+  const out = await run(['exec', '--proxy', '--', 'sh', '-c', 'echo started'], { env: { ...s.env, MLAUTH_STORE: 'file' } });
+  assert.equal(out.code, 3);
+  assert.equal(out.stdout, '');
+});
+
+test('doctor: the environment of a running proxy (mlauth proxy --env) is fine', async () => {
+  const { env } = await ready();
+  const { h, url, key } = await startProxy(env);
+  const d = await run(['doctor', '--json'], { env: { ...env, ANTHROPIC_BASE_URL: url, ANTHROPIC_API_KEY: key,
+    ANTHROPIC_AUTH_TOKEN: key } });
+  const e = JSON.parse(d.stdout).checks.find((c) => c.name === 'environment');
+  assert.equal(e.status, 'ok', e.detail);
+  assert.match(e.detail, /the running mlauth proxy/);
+  assert.ok(!d.stdout.includes(key));
   h.kill('SIGTERM');
   assert.equal((await h.done).code, 0);
 });
@@ -255,7 +279,7 @@ test('one proxy per profile; --env without one says how to start it; usage error
   assert.equal(second.code, 2);
   assert.match(second.stderr, /a proxy for profile default is already running/);
   const fish = await run(['proxy', '--env', '--shell', 'fish'], { env });
-  assert.match(fish.stdout, /^set -gx ANTHROPIC_BASE_URL 'http:\/\/127\.0\.0\.1:\d+';\nset -gx ANTHROPIC_API_KEY 'mlauth-proxy-[0-9a-f]{64}';\n$/);
+  assert.match(fish.stdout, /^set -gx ANTHROPIC_BASE_URL 'http:\/\/127\.0\.0\.1:\d+';\nset -gx ANTHROPIC_API_KEY '(mlauth-proxy-[0-9a-f]{64})';\nset -gx ANTHROPIC_AUTH_TOKEN '\1';\n$/);
   h.kill('SIGTERM');
   assert.equal((await h.done).code, 0);
   for (const [args, re] of [[['proxy', '--port', '0'], /--port needs a port number/],
