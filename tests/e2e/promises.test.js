@@ -1,6 +1,7 @@
 // What the man page promises that no other suite showed: the lock wait's end, a standard
 // output that cannot be written, SIGTERM, store=file without the fallback's warning, a
-// refresh answer without a refresh token, and status --json logged out.
+// refresh answer without a refresh token, status --json logged out; doctor -q, doctor only
+// reading, and its API check only with a token that has 30 s left.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
@@ -127,4 +128,59 @@ test('status --json logged out: only profile and logged_in, exit 3', async () =>
     assert.equal(r.stdout.split('\n').length, 2, 'one line');
     assert.match(r.stderr, new RegExp(`^mlauth: not logged in \\(profile ${profile}\\)`));
   }
+});
+
+// ---- doctor ------------------------------------------------------------------------------
+
+/** A logged-in user with a private keyring and a messages API that takes the tokens. */
+async function doctorUser() {
+  const s = await setup();
+  const api = await startAPI({ issuer: s.op.issuer });
+  s.env.MLAUTH_API_BASE = api.base;
+  const r = await login(s.env, s.op);
+  assert.equal(r.code, 0, r.stderr);
+  return { ...s, api };
+}
+
+test('doctor -q says nothing when every check is ok, else only the warnings and failures', async () => {
+  const { env } = await doctorUser();
+  let r = await run(['-q', 'doctor'], { env });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.equal(r.stdout, '');
+  assert.equal(r.stderr, '');
+  await ageSession(env, 20); // the API check now warns
+  r = await run(['-q', 'doctor'], { env });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const lines = r.stdout.trimEnd().split('\n');
+  assert.match(lines[0], /^warn {2}messages_api +not checked: /);
+  assert.match(lines[1], /^ +fix: /);
+  assert.deepEqual(lines.slice(2), ['', '15 checks: 14 ok, 1 warning, 0 failures']);
+});
+
+for (const [what, left] of [['expired', -60], ['stale', 100]]) {
+  test(`doctor never refreshes or changes the store (token ${what})`, async () => {
+    const { env, op, api } = await doctorUser();
+    await ageSession(env, left);
+    const before = await tool('secret-tool', ['lookup', 'profile', 'default'], env);
+    await op.resetCounters();
+    const r = await run(['doctor'], { env });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^ok {4}session /m);
+    const c = await op.counters();
+    assert.equal(c.token, 0, `doctor asked the token endpoint: ${JSON.stringify(c)}`);
+    assert.equal((await tool('secret-tool', ['lookup', 'profile', 'default'], env)).out, before.out);
+    if (left < 30) assert.equal((await api.requests()).length, 0, 'an expired token was sent');
+  });
+}
+
+test('doctor asks the API only with a token valid for 30 s more', async () => {
+  const { env, api } = await doctorUser();
+  await ageSession(env, 20);
+  let r = await run(['doctor'], { env });
+  assert.match(r.stdout, /^warn {2}messages_api +not checked: the stored access token has \(almost\) expired/m);
+  assert.equal((await api.requests()).length, 0);
+  await ageSession(env, 60);
+  r = await run(['doctor'], { env });
+  assert.match(r.stdout, /^ok {4}messages_api +\S+ answered HTTP 200 /m);
+  assert.equal((await api.requests()).length, 1);
 });
