@@ -21,9 +21,14 @@ PKG_CFLAGS = $(call lazy,PKG_CFLAGS,pkg-config --cflags $(PKGS) 2>/dev/null)
 # and GIO, ~1.3 ms) when a run uses the keyring.  A token served from the kernel cache
 # and a `send` with a cached token need neither.
 PKG_LIBS   = $(call lazy,PKG_LIBS,pkg-config --libs glib-2.0 jansson libkeyutils libqrencode 2>/dev/null)
-# The helper, like the front, takes the small jansson and libkeyutils in statically.
-HELPER_LIBS = $(call lazy,HELPER_PKG_LIBS,pkg-config --libs glib-2.0 libqrencode 2>/dev/null) \
-               -Wl,-Bstatic -ljansson -lkeyutils -Wl,-Bdynamic
+# The helper, like the front, takes GLib, jansson and libkeyutils in statically: GLib and
+# PCRE2 dynamic cost every helper start ~40 page faults and their relocations, most of
+# what `send` cost beyond curl.  The Secret Service module brings its own (dynamic) GLib
+# for libsecret: the two never meet, as the module's interface is plain C
+# (store_secret_ops) and both allocate with malloc.  mlauth-jwt.so does the same with
+# libjwt's jansson.
+HELPER_LIBS = -Wl,-Bstatic $(FRONT_STATIC) -Wl,-Bdynamic \
+              $(call lazy,HELPER_PKG_LIBS,pkg-config --libs libqrencode 2>/dev/null)
 SECRET_LIBS = $(call lazy,SECRET_LIBS,pkg-config --libs libsecret-1 gio-2.0 glib-2.0 2>/dev/null)
 # libjwt and libcrypto (~2 ms to load) only in the signature module mlauth-jwt.so, which
 # verify.c opens when a token is validated (login, status --verify).
