@@ -3,6 +3,7 @@
 // keys, status --verify, and the device flow's slow_down (see README, "The Keycloak in the
 // rig", for what mlauth relies on).
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { after, test } from 'node:test';
 import { keycloak } from './keycloak.js';
 import {
@@ -122,5 +123,57 @@ test('the ID token is validated against the realm\'s keys; status --verify check
   await realm.approve(m[1]);
   assert.equal((await again.done).code, 0);
   assert.equal((await run(['status', '--verify'], { env })).code, 0);
+  await realm.remove();
+});
+
+/**
+ * A loopback HTTP proxy in front of Keycloak that tells clients a shorter polling interval
+ * than the realm's, so that Keycloak itself answers slow_down.  Host is passed through, so
+ * Keycloak (hostname not fixed in the rig) names the proxy in its issuer and endpoints.
+ */
+async function intervalProxy(kcUrl, interval) {
+  const target = new URL(kcUrl);
+  const server = http.createServer((req, res) => {
+    const up = http.request({
+      host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers,
+    }, (ur) => {
+      if (!/\/protocol\/openid-connect\/auth\/device$/.test(req.url.split('?')[0]) || ur.statusCode !== 200) {
+        res.writeHead(ur.statusCode, ur.headers);
+        ur.pipe(res);
+        return;
+      }
+      const chunks = [];
+      ur.on('data', (c) => chunks.push(c));
+      ur.on('end', () => {
+        const body = JSON.stringify({ ...JSON.parse(Buffer.concat(chunks)), interval });
+        const headers = { ...ur.headers, 'content-length': Buffer.byteLength(body) };
+        delete headers['transfer-encoding'];
+        res.writeHead(200, headers);
+        res.end(body);
+      });
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise((resolve) => { server.listen(0, '127.0.0.1', resolve); });
+  return { url: `http://127.0.0.1:${server.address().port}`, close: () => server.close() };
+}
+
+test('Keycloak\'s own slow_down: login polls five seconds slower and still logs in', async () => {
+  const kc = await keycloak();
+  const realm = await kc.realm({ interval: 3 });
+  const proxy = await intervalProxy(kc.url, 1);
+  const env = await home(realm);
+  env.MLAUTH_ISSUER = `${proxy.url}/realms/${realm.name}`;
+  const h = spawnMlauth(['-v', 'login', '--no-browser'], { env });
+  const m = await h.waitFor(/^\s*(http\S+user_code=\S+)\s*$/m, { stream: 'stderr' });
+  // Polled every second against the realm's 3: Keycloak says slow_down, mlauth waits 6 s.
+  await h.waitFor(/provider asked to slow down: polling every 6s/, { stream: 'stderr', timeoutMs: 60_000 });
+  await realm.approve(m[1]);
+  const r = await h.done;
+  proxy.close();
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal([...r.stderr.matchAll(/asked to slow down/g)].length, 1, r.stderr);
+  assert.match(r.stdout, /^Logged in as Alice Example/);
   await realm.remove();
 });
