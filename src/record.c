@@ -82,17 +82,22 @@ record_to_json(const struct record *r, char **out, struct ml_err *err)
 	return ML_OK;
 }
 
-/* Copy an optional string member; a member of another type is an error. */
+/*
+ * Copy an optional string member; a member of another type is an error.
+ * The three tokens go to secret memory (secret.h), which record_free knows.
+ */
 static int
 get_str(json_t *o, const char *k, char **dst, bool required)
 {
+	bool secret = strcmp(k, "access_token") == 0 || strcmp(k, "refresh_token") == 0 ||
+	    strcmp(k, "id_token") == 0;
 	json_t *v = json_object_get(o, k);
 
 	if (v == NULL || json_is_null(v))
 		return required ? -1 : 0;
 	if (!json_is_string(v) || (required && json_string_length(v) == 0))
 		return -1;
-	if ((*dst = strdup(json_string_value(v))) == NULL)
+	if ((*dst = (secret ? secret_dup : strdup)(json_string_value(v))) == NULL)
 		return -1;
 	return 0;
 }

@@ -2,12 +2,14 @@
 // provider, an API, a proxy or another account on the box could still do, and must not.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync,
+} from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { MLAUTH_BIN, run, stopAll, tmpEnv } from './rig.js';
-import { forgetCache, selfSigned } from './fixtures.js';
+import { MLAUTH_BIN, run, spawnMlauth, stopAll, tmpEnv } from './rig.js';
+import { forgetCache, selfSigned, sleep } from './fixtures.js';
 import { startHostile, startSink } from '../peers/hostile/server.js';
 
 const servers = [];
@@ -324,5 +326,83 @@ describe('terminal escapes in network text', { concurrency: 2 }, () => {
     const r = await run([...T, 'doctor'], { env: { ...homeFor(h), no_proxy: `a${EVIL}` } });
     clean(r.stdout, 'doctor');
     assert.match(r.stdout, /no_proxy=aMallory\?\]52;c;/);
+  });
+});
+
+// Secrets in memory: while `send` waits on a stalled API, root reads the helper's memory
+// (/proc/PID/mem, as a debugger or a core dump would) and finds the refresh token only in
+// mappings marked MADV_DONTDUMP; the access token is there too.
+describe('tokens in memory', () => {
+  /** The mappings of pid as { lo, hi, perms, dd, lo_ck, name }. */
+  function mappings(pid) {
+    const out = [];
+    let cur = null;
+    for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+      const m = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
+      if (m) {
+        cur = { lo: BigInt(`0x${m[1]}`), hi: BigInt(`0x${m[2]}`), perms: m[3], name: m[4], flags: '' };
+        out.push(cur);
+      } else if (cur && line.startsWith('VmFlags:')) {
+        cur.flags = ` ${line.slice(8).trim()} `;
+      }
+    }
+    return out;
+  }
+
+  /** Every address of pid's readable memory where needle occurs, with its mapping. */
+  function find(pid, needle) {
+    const fd = openSync(`/proc/${pid}/mem`, 'r');
+    const hits = [];
+    try {
+      for (const m of mappings(pid)) {
+        const size = Number(m.hi - m.lo);
+        if (!m.perms.startsWith('r') || size > 64 * 1024 * 1024 || /\[(vvar|vsyscall)\]/.test(m.name)) continue;
+        const buf = Buffer.alloc(size);
+        let n;
+        try { n = readSync(fd, buf, 0, size, m.lo); } catch { continue; }
+        for (let i = buf.indexOf(needle); i >= 0 && i < n; i = buf.indexOf(needle, i + 1)) hits.push(m);
+      }
+    } finally {
+      closeSync(fd);
+    }
+    return hits;
+  }
+
+  /** Runs mlauth ARGS until the peer saw `route`, then reads its memory for the secrets. */
+  async function heldWhile(h, env, args, route, secrets) {
+    const p = spawnMlauth(args, { env });
+    for (let i = 0; i < 600 && h.count(route) === 0; i++) await sleep(25);
+    assert.equal(h.count(route), 1, `the ${route} request is out`);
+    const found = secrets.map((x) => find(p.pid, x));
+    p.kill('SIGKILL');
+    await p.done;
+    return found;
+  }
+  const dd = (hits) => hits.some((m) => m.flags.includes(' dd '));
+
+  test('send holds the access token in memory kept out of dumps, and no refresh token at all', async () => {
+    const h = await hostile();
+    const env = homeFor(h);
+    assert.equal((await login(env)).code, 0);
+    const rec = JSON.parse(readFileSync(recordPath(env), 'utf8'));
+    forgetCache(h.issuer); // the token from the store, as after a reboot
+    h.set({ messages: { kind: 'stall', holdMs: 20_000 } });
+    const [access, refresh] = await heldWhile(h, env, ['send', '--retries', '0', 'hi'], 'messages',
+      [rec.access_token, rec.refresh_token]);
+    assert.ok(dd(access), 'a copy of the access token in MADV_DONTDUMP memory');
+    assert.deepEqual(refresh, [], 'the refresh token, read with the record, is wiped once unused');
+  });
+
+  test('a refresh holds the refresh token in memory kept out of dumps', async () => {
+    const h = await hostile();
+    const env = homeFor(h);
+    assert.equal((await login(env)).code, 0);
+    const rec = JSON.parse(readFileSync(recordPath(env), 'utf8'));
+    rec.expires_at = Math.floor(Date.now() / 1000) - 60;
+    writeFileSync(recordPath(env), JSON.stringify(rec), { mode: 0o600 });
+    forgetCache(h.issuer);
+    h.set({ refresh: { kind: 'stall', holdMs: 20_000 } });
+    const [refresh] = await heldWhile(h, env, ['token'], 'refresh', [rec.refresh_token]);
+    assert.ok(dd(refresh), 'mlauth\'s copy of the refresh token in MADV_DONTDUMP memory');
   });
 });
