@@ -4,11 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mlauth/cli.h"
 #include "mlauth/cmd.h"
 #include "mlauth/http.h"
 #include "mlauth/store.h"
+#include "mlauth/term.h"
 #include "mlauth/token.h"
 #include "mlauth/util.h"
 
@@ -183,6 +185,43 @@ cmd_warn_fallback(const struct cmd_ctx *ctx, const struct store *st)
 	    "in %s (mode 0600) instead; to choose that on purpose and drop this warning, set "
 	    "store = file (in [%s] of %s, or MLAUTH_STORE=file)", st->reason,
 	    store_describe(st), ctx->cfg.profile, file != NULL ? file : "the config file");
+}
+
+/* http_opts.on_slow for a person on a terminal: what is being waited for, on one line. */
+static void
+slow_notice(void *arg, const char *peer, const char *origin, bool done)
+{
+	const struct cmd_ctx *ctx = arg;
+	char line[256];
+	int n, cols = term_columns(STDERR_FILENO);
+
+	if (done) {
+		fputs(TERM_CLEAR_LINE, stderr);
+		return;
+	}
+	n = snprintf(line, sizeof line, "%s %s%s%s...", ctx->entry != NULL &&
+	    strcmp(ctx->entry->name, "doctor") == 0 ? "Checking" : "Contacting",
+	    peer != NULL ? peer : "", peer != NULL ? " at " : "", origin);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof line)
+		n = (int)sizeof line - 1;
+	/* A line that wrapped could not be erased. */
+	if (cols > 1 && n >= cols)
+		n = cols - 1;
+	fprintf(stderr, "\r%.*s" TERM_ERASE_EOL, n, line);
+	fflush(stderr);
+}
+
+void
+cmd_http_opts(const struct cmd_ctx *ctx, struct http_opts *o)
+{
+	token_http_opts(&ctx->cfg, ctx->verbose, o);
+	/* Not under -vv: the trace says it all, line by line. */
+	if (!ctx->quiet && ctx->verbose < 2 && term_live(STDERR_FILENO)) {
+		o->on_slow = slow_notice;
+		o->slow_arg = (void *)ctx;
+	}
 }
 
 int

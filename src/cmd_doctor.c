@@ -32,6 +32,7 @@
 #include "mlauth/secret.h"
 #include "mlauth/sanitize.h"
 #include "mlauth/store.h"
+#include "mlauth/term.h"
 #include "mlauth/token.h"
 #include "mlauth/util.h"
 
@@ -40,16 +41,25 @@
 #define DOCTOR_TOKEN_MARGIN	30	/* seconds: a token closer to expiry is not used */
 #define DOCTOR_CA_MAX		(8 * 1024 * 1024)	/* larger CA bundles are not read */
 #define PEM_CERT		"-----BEGIN CERTIFICATE-----"
+/*
+ * Seconds a network check may take: a provider that hangs must not keep the
+ * report from the person for the whole request timeout (30 s by default).
+ * The messages API gets longer: a model answers one token, but it answers.
+ */
+#define DOCTOR_REACH_TIMEOUT	5
+#define DOCTOR_API_TIMEOUT	15
+#define DOCTOR_INDENT		22	/* columns before a check's detail */
 
 static const struct option options[] = {
 	{ "json", no_argument, NULL, 'j' },
 	{ NULL, 0, NULL, 0 }
 };
 
-enum verdict { CHECK_OK, CHECK_WARN, CHECK_FAIL };
+/* skip: could not be checked because an earlier check failed; says which. */
+enum verdict { CHECK_OK, CHECK_WARN, CHECK_FAIL, CHECK_SKIP, CHECK_NVERDICTS };
 
-static const char *const verdict_name[] = { "ok", "warn", "fail" };
-static const char *const verdict_color[] = { "32", "33", "31" };
+static const char *const verdict_name[] = { "ok", "warn", "fail", "skip" };
+static const char *const verdict_color[] = { "32", "33", "31", "2" };
 
 struct check {
 	const char *name;
@@ -74,6 +84,10 @@ struct doctor {
 	int64_t discovered_at;	/* local clock when discovery answered */
 	struct record rec;
 	bool logged_in;
+	/* The text report, printed check by check as each ends. */
+	bool text, color;
+	int width;		/* wrap to this many columns; 0: do not wrap (a pipe) */
+	size_t printed;		/* checks already printed */
 };
 
 /* ---- collecting findings ---- */
@@ -130,6 +144,31 @@ check_add(struct doctor *d, const char *name, enum verdict v, const char *fmt, .
 	return c;
 }
 
+/*
+ * A detail that ends in the same advice as the fix (a module's error often
+ * says what to do) loses it: the fix line says it once.  Advice elsewhere in
+ * the detail is part of its sentence, and then the fix line goes instead.
+ */
+static void
+check_dedupe(struct check *c)
+{
+	size_t dl = strlen(c->detail), fl = strlen(c->fix);
+	char *at;
+
+	if (fl == 0 || (at = strstr(c->detail, c->fix)) == NULL)
+		return;
+	if (at + fl != c->detail + dl) {
+		c->fix[0] = '\0';
+		return;
+	}
+	while (at > c->detail && strchr(":;, (", at[-1]) != NULL)
+		at--;
+	if (at > c->detail)
+		*at = '\0';
+	else
+		c->fix[0] = '\0';
+}
+
 static void
 check_fix(struct check *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -141,6 +180,7 @@ check_fix(struct check *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vformat(c->fix, sizeof c->fix, fmt, ap);
 	va_end(ap);
+	check_dedupe(c);
 }
 
 /*
@@ -242,6 +282,13 @@ check_secret_service(struct doctor *d)
 		return;
 	}
 	d->store_ready = true;
+	/* Present is not enough: a locked keyring can neither give nor keep a session. */
+	if (d->st.backend == STORE_SECRET_SERVICE && store_writable(&d->st, &err) != ML_OK) {
+		c = check_add(d, "secret_service", CHECK_FAIL, "%s", err.msg);
+		check_fix(c, "unlock it (e.g. log in to the desktop) and retry, or use "
+		    "-o store=file");
+		return;
+	}
 	switch (cfg->store) {
 	case CONFIG_STORE_SECRET:
 		check_add(d, "secret_service", CHECK_OK, "answers on the session bus; "
@@ -539,10 +586,9 @@ check_clock(struct doctor *d)
 	int64_t skew;
 
 	if (!d->discovered) {
-		c = check_add(d, "clock", CHECK_WARN, "cannot check: the provider did not "
-		    "answer, so there is no Date header to compare with");
-		check_fix(c, "fix discovery first, or compare with a time server "
-		    "(timedatectl status)");
+		check_add(d, "clock", CHECK_SKIP, "the provider did not answer (see "
+		    "discovery), so there is no Date header to compare with; timedatectl "
+		    "status compares with a time server");
 		return;
 	}
 	if (d->p.date == 0) {
@@ -580,8 +626,8 @@ check_session(struct doctor *d)
 	int rc;
 
 	if (!d->store_ready) {
-		c = check_add(d, "session", CHECK_WARN, "cannot check: no store to read it from");
-		check_fix(c, "fix the secret_service check first");
+		check_add(d, "session", CHECK_SKIP, "no store to read it from (see "
+		    "secret_service)");
 		return;
 	}
 	err_clear(&err);
@@ -693,15 +739,17 @@ check_environment(struct doctor *d)
 	char shown[400], want[400], *purl = NULL, *pkey = NULL;
 	struct ml_err err;
 	struct check *c;
+	bool creds;
 
 	/* A running proxy of this profile: its address and key are fine to find here. */
 	if (proxy_lookup(d->cfg->profile, &purl, &pkey, &err) != ML_OK)
 		purl = pkey = NULL;
-	if (check_env_credentials(d, pkey))
-		goto out;
+	/* Each finding on its own: fixing the first must not uncover the second. */
+	creds = check_env_credentials(d, pkey);
 	if (base != NULL && base[0] != '\0' && purl != NULL && same_base(base, purl)) {
-		check_add(d, "environment", CHECK_OK, "ANTHROPIC_BASE_URL is the running mlauth "
-		    "proxy (%s)", purl);
+		if (!creds)
+			check_add(d, "environment", CHECK_OK, "ANTHROPIC_BASE_URL is the running "
+			    "mlauth proxy (%s)", purl);
 		goto out;
 	}
 	if (base != NULL && base[0] != '\0' && !same_base(base, d->cfg->api_base)) {
@@ -713,9 +761,10 @@ check_environment(struct doctor *d)
 		check_fix(c, "unset ANTHROPIC_BASE_URL, or set it to %s", want);
 		goto out;
 	}
-	check_add(d, "environment", CHECK_OK, "no ANTHROPIC_AUTH_TOKEN or ANTHROPIC_API_KEY "
-	    "to get in apiKeyHelper's way%s", base != NULL && base[0] != '\0' ?
-	    "; ANTHROPIC_BASE_URL matches api_base" : "");
+	if (!creds)
+		check_add(d, "environment", CHECK_OK, "no ANTHROPIC_AUTH_TOKEN or "
+		    "ANTHROPIC_API_KEY to get in apiKeyHelper's way%s", base != NULL &&
+		    base[0] != '\0' ? "; ANTHROPIC_BASE_URL matches api_base" : "");
 out:
 	free(purl);
 	secret_free(pkey);
@@ -756,8 +805,8 @@ check_messages(struct doctor *d)
 	int rc;
 
 	if (!d->logged_in) {
-		c = check_add(d, "messages_api", CHECK_WARN, "not checked: no usable session");
-		check_fix(c, "run mlauth login, then mlauth doctor again");
+		check_add(d, "messages_api", CHECK_SKIP, "no usable session to ask with (see "
+		    "session)");
 		return;
 	}
 	if (d->rec.expires_at - util_now() <= DOCTOR_TOKEN_MARGIN) {
@@ -777,6 +826,9 @@ check_messages(struct doctor *d)
 	}
 	api_session_init(&as, cfg, d->ctx->verbose, &to);
 	as.ho = d->ho;
+	if (as.ho.timeout < DOCTOR_API_TIMEOUT)
+		as.ho.timeout = cfg->timeout > 0 && cfg->timeout < DOCTOR_API_TIMEOUT ?
+		    cfg->timeout : DOCTOR_API_TIMEOUT;
 	if ((rc = messages_build_body(&mr, &body, &err)) != ML_OK) {
 		c = check_add(d, "messages_api", CHECK_FAIL, "%s", err.msg);
 		check_fix(c, "check the model setting");
@@ -812,32 +864,79 @@ out:
 
 /* ---- output ---- */
 
+/*
+ * s from column col to the end of the line, wrapped at spaces to d->width
+ * columns, continuation lines indented to col; one line when not wrapping.
+ * A word longer than a line stays whole: the terminal breaks it, not us.
+ */
 static void
-print_text(const struct doctor *d, bool color)
+print_wrapped(const struct doctor *d, const char *s, int col)
 {
-	size_t count[3] = { 0, 0, 0 };
+	int room = d->width - col;
+	size_t cut;
 
-	for (size_t i = 0; i < d->n; i++) {
-		const struct check *c = &d->checks[i];
-		int pad = 4 - (int)strlen(verdict_name[c->status]);
-
-		count[c->status]++;
-		if (d->ctx->quiet && c->status == CHECK_OK)
-			continue;
-		if (color)
-			printf("\033[%sm%s\033[0m%*s  %-15s %s\n", verdict_color[c->status],
-			    verdict_name[c->status], pad, "", c->name, c->detail);
-		else
-			printf("%s%*s  %-15s %s\n", verdict_name[c->status], pad, "", c->name,
-			    c->detail);
-		if (c->status != CHECK_OK && c->fix[0] != '\0')
-			printf("%22sfix: %s\n", "", c->fix);
+	while (d->width > 0 && room >= 20 && strlen(s) > (size_t)room) {
+		for (cut = (size_t)room; cut > 0 && s[cut] != ' '; cut--)
+			;
+		if (cut == 0)
+			cut = strcspn(s, " ");
+		fwrite(s, 1, cut, stdout);
+		for (s += cut; *s == ' '; s++)
+			;
+		if (*s == '\0')
+			break;
+		printf("\n%*s", col, "");
 	}
-	if (d->ctx->quiet && count[CHECK_WARN] + count[CHECK_FAIL] == 0)
+	printf("%s\n", s);
+}
+
+static void
+print_check(const struct doctor *d, const struct check *c)
+{
+	const char *v = verdict_name[c->status];
+
+	if (d->color)
+		printf("\033[%sm%s\033[0m", verdict_color[c->status], v);
+	else
+		fputs(v, stdout);
+	printf("%*s  %-15s ", 4 - (int)strlen(v), "", c->name);
+	print_wrapped(d, c->detail, DOCTOR_INDENT);
+	if (c->status != CHECK_OK && c->status != CHECK_SKIP && c->fix[0] != '\0') {
+		printf("%*sfix: ", DOCTOR_INDENT, "");
+		print_wrapped(d, c->fix, DOCTOR_INDENT + 5);
+	}
+}
+
+/* The checks that ended since the last call, so the report grows as they end. */
+static void
+doctor_flush(struct doctor *d)
+{
+	if (!d->text)
 		return;
-	printf("\n%zu checks: %zu ok, %zu warning%s, %zu failure%s\n", d->n, count[CHECK_OK],
+	for (; d->printed < d->n; d->printed++) {
+		const struct check *c = &d->checks[d->printed];
+
+		if (!d->ctx->quiet || c->status != CHECK_OK)
+			print_check(d, c);
+	}
+	(void)fflush(stdout);
+}
+
+static void
+print_summary(const struct doctor *d)
+{
+	size_t count[CHECK_NVERDICTS] = { 0 };
+
+	for (size_t i = 0; i < d->n; i++)
+		count[d->checks[i].status]++;
+	if (d->ctx->quiet && count[CHECK_WARN] + count[CHECK_FAIL] + count[CHECK_SKIP] == 0)
+		return;
+	printf("\n%zu checks: %zu ok, %zu warning%s, %zu failure%s", d->n, count[CHECK_OK],
 	    count[CHECK_WARN], count[CHECK_WARN] == 1 ? "" : "s", count[CHECK_FAIL],
 	    count[CHECK_FAIL] == 1 ? "" : "s");
+	if (count[CHECK_SKIP] > 0)
+		printf(", %zu skipped", count[CHECK_SKIP]);
+	putchar('\n');
 }
 
 static int
@@ -871,6 +970,11 @@ print_json(const struct doctor *d, bool ok)
 static int
 exec_doctor(struct cmd_ctx *ctx, int argc, char **argv)
 {
+	static void (*const checks[])(struct doctor *) = {
+		check_settings, check_secret_service, check_kernel_keyring, check_discovery,
+		check_tls, check_proxy, check_clock, check_session, check_environment,
+		check_messages,
+	};
 	struct doctor *d;
 	bool json = false, ok = true;
 	int c, status;
@@ -891,19 +995,21 @@ exec_doctor(struct cmd_ctx *ctx, int argc, char **argv)
 	}
 	d->ctx = ctx;
 	d->cfg = &ctx->cfg;
-	token_http_opts(&ctx->cfg, ctx->verbose, &d->ho);
+	d->text = !json;
+	/* Colour and wrapping for a terminal only: a pipe or a file gets plain lines. */
+	if (isatty(STDOUT_FILENO) == 1) {
+		d->color = ctx->color;
+		d->width = term_columns(STDOUT_FILENO);
+	}
+	cmd_http_opts(ctx, &d->ho);
 	d->ho.no_advice = true;	/* each check has a fix line of its own */
+	if (d->ho.timeout <= 0 || d->ho.timeout > DOCTOR_REACH_TIMEOUT)
+		d->ho.timeout = DOCTOR_REACH_TIMEOUT;
 
-	check_settings(d);
-	check_secret_service(d);
-	check_kernel_keyring(d);
-	check_discovery(d);
-	check_tls(d);
-	check_proxy(d);
-	check_clock(d);
-	check_session(d);
-	check_environment(d);
-	check_messages(d);
+	for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
+		checks[i](d);
+		doctor_flush(d);
+	}
 
 	for (size_t i = 0; i < d->n; i++)
 		if (d->checks[i].status == CHECK_FAIL)
@@ -911,8 +1017,7 @@ exec_doctor(struct cmd_ctx *ctx, int argc, char **argv)
 	if (json) {
 		status = print_json(d, ok);
 	} else {
-		/* Colour for a terminal only: stdout piped into a file gets plain words. */
-		print_text(d, ctx->color && isatty(STDOUT_FILENO) == 1);
+		print_summary(d);
 		status = ML_OK;
 	}
 	if (status == ML_OK && !ok)

@@ -367,7 +367,7 @@ exec_login(struct cmd_ctx *ctx, int argc, char **argv)
 	if (st.fell_back)
 		cmd_warn_fallback(ctx, &st);
 
-	token_http_opts(&ctx->cfg, ctx->verbose, &ho);
+	cmd_http_opts(ctx, &ho);
 	if ((status = http_global_init(&err)) != ML_OK ||
 	    (status = oidc_discover(&ho, ctx->cfg.issuer, &p, &err)) != ML_OK)
 		goto fail;

@@ -124,6 +124,10 @@ struct http_trace {
 
 struct http_xfer {
 	bool advice;		/* unreachable: say which peer and what to check */
+	const struct http_opts *opts;
+	const char *origin;
+	struct timespec started;
+	bool slow;		/* on_slow was told the request is slow */
 	CURL *curl;
 	const struct http_request *req;
 	struct http_response *resp;
@@ -830,6 +834,12 @@ oom:
 	return 0;
 }
 
+static long
+http_ms_between(const struct timespec *a, const struct timespec *b)
+{
+	return (long)(b->tv_sec - a->tv_sec) * 1000L + (b->tv_nsec - a->tv_nsec) / 1000000L;
+}
+
 /*
  * Called about once a second even while idle: the place to notice Ctrl-C and
  * a server that started answering, then went silent.  Waiting for the first
@@ -846,14 +856,18 @@ http_xferinfo_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ult
 	if (http_interrupted)
 		return 1;
 	http_now(&now);
+	if (!x->slow && x->opts->on_slow != NULL &&
+	    http_ms_between(&x->started, &now) >= HTTP_SLOW_MS) {
+		x->slow = true;
+		x->opts->on_slow(x->opts->slow_arg, x->req->peer, x->origin, false);
+	}
 	if (dlnow != x->last_dl || !x->answer_started) {
 		x->last_dl = dlnow;
 		x->last_progress = now;
 		return 0;
 	}
 	/* In milliseconds: whole seconds would cut the wait short by up to one. */
-	if ((now.tv_sec - x->last_progress.tv_sec) * 1000L +
-	    (now.tv_nsec - x->last_progress.tv_nsec) / 1000000L >= x->stall * 1000L) {
+	if (http_ms_between(&x->last_progress, &now) >= x->stall * 1000L) {
 		x->stalled = true;
 		return 1;
 	}
@@ -1202,6 +1216,9 @@ http_perform(const struct http_opts *o, const struct http_request *req,
 	x.req = req;
 	x.resp = resp;
 	x.advice = !o->no_advice;
+	x.opts = o;
+	x.origin = origin;
+	http_now(&x.started);
 	timeout = o->timeout > 0 ? o->timeout : HTTP_DEFAULT_TIMEOUT;
 	x.stall = timeout < HTTP_STALL_TIME ? timeout : HTTP_STALL_TIME;
 	http_now(&x.last_progress);
@@ -1220,6 +1237,8 @@ http_perform(const struct http_opts *o, const struct http_request *req,
 		goto out;
 	}
 	rc = http_transfer(&x, o, origin, errbuf, err);
+	if (x.slow)
+		o->on_slow(o->slow_arg, req->peer, origin, true);
 out:
 	if (x.curl != NULL)
 		lc.easy_cleanup(x.curl);

@@ -70,6 +70,12 @@ struct token_result;
  */
 int cmd_fresh_token(const struct cmd_ctx *ctx, const struct token_opts *o,
     struct token_result *res);
+struct http_opts;
+/*
+ * The settings' HTTP options, and on a terminal (not -q) a line saying what
+ * a request waits for once it has waited a second, erased when it ends.
+ */
+void cmd_http_opts(const struct cmd_ctx *ctx, struct http_opts *o);
 struct store;
 /* The warning for store=auto that fell back to the file: why, where, how to choose it. */
 void cmd_warn_fallback(const struct cmd_ctx *ctx, const struct store *st);

@@ -22,7 +22,17 @@ struct http_opts {
 	const char *ca_file;
 	int verbose;		/* >= 2: trace to stderr, secrets redacted */
 	bool no_advice;		/* errors without what to check (doctor says it itself) */
+	/*
+	 * A request still without an answer after HTTP_SLOW_MS calls on_slow
+	 * once with done false (peer: the request's, or NULL; origin), and once
+	 * more with done true when it ends, however it ends: for a person on a
+	 * terminal, who should hear what is being waited for.
+	 */
+	void (*on_slow)(void *arg, const char *peer, const char *origin, bool done);
+	void *slow_arg;
 };
+
+#define HTTP_SLOW_MS	1000
 
 /*
  * Called with each chunk of a streamed 2xx body.  Return 0 to go on; any other

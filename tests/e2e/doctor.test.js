@@ -16,12 +16,13 @@ const DEAD_API = 'http://127.0.0.1:9/proxy/anthropic';
 
 /**
  * The text report as a list of { status, name, detail, fix }: one line per check
- * ("ok|warn|fail  NAME  DETAIL"), and an indented "fix: ..." line under a check that is not ok.
+ * ("ok|warn|fail|skip  NAME  DETAIL"), and an indented "fix: ..." line under a check that
+ * is not ok (in a pipe, as here, lines are not wrapped).
  */
 function parse(stdout) {
   const checks = [];
   for (const line of stdout.split('\n')) {
-    let m = /^(ok|warn|fail) +(\S+) +(.*)$/.exec(line);
+    let m = /^(ok|warn|fail|skip) +(\S+) +(.*)$/.exec(line);
     if (m) {
       checks.push({ status: m[1], name: m[2], detail: m[3], fix: null });
       continue;
@@ -131,11 +132,15 @@ test('no Secret Service (no bus): warns and names the file backend', async () =>
   const s = only(checks, 'session');
   assert.equal(s.status, 'warn');
   assert.match(s.detail, /not logged in/);
-  assert.match(s.fix, /run mlauth login/);
-  assert.equal(only(checks, 'messages_api').status, 'warn');
+  // The advice once: in the detail's own sentence, so no fix line saying it again.
+  assert.match(s.detail, /run mlauth login/);
+  assert.equal(s.fix, null);
+  const m = only(checks, 'messages_api');
+  assert.equal(m.status, 'skip');
+  assert.equal(m.detail, 'no usable session to ask with (see session)');
   assert.equal(only(checks, 'discovery').status, 'ok');
   assert.ok(!checks.some((c) => c.status === 'fail'));
-  assert.match(r.stdout, /\n15 checks: 12 ok, 3 warnings, 0 failures\n$/);
+  assert.match(r.stdout, /\n15 checks: 12 ok, 2 warnings, 0 failures, 1 skipped\n$/);
 });
 
 test('store=secret-service without a Secret Service fails, exit 1', async () => {
@@ -150,7 +155,7 @@ test('store=secret-service without a Secret Service fails, exit 1', async () => 
   assert.equal(ss.status, 'fail');
   assert.match(ss.detail, /^store=secret-service: /);
   assert.match(ss.fix, /store=auto or store=file/);
-  assert.equal(only(checks, 'session').status, 'warn');
+  assert.equal(only(checks, 'session').status, 'skip');
   assert.deepEqual(checks.filter((c) => c.status === 'fail').map((c) => c.name), ['secret_service']);
 
   const j = await run(['doctor', '--json'], { env });
@@ -172,11 +177,13 @@ test('a dead issuer fails discovery, exit 1; the clock cannot be checked', async
   assert.equal(d.status, 'fail');
   assert.match(d.detail, /^cannot reach http:\/\/127\.0\.0\.1:\d+/);
   assert.match(d.fix, /is up and reachable/);
+  // Not a warning about the clock: it could not be checked, and says why.
   const c = only(checks, 'clock');
-  assert.equal(c.status, 'warn');
-  assert.match(c.detail, /^cannot check/);
+  assert.equal(c.status, 'skip');
+  assert.match(c.detail, /^the provider did not answer \(see discovery\)/);
+  assert.equal(c.fix, null);
   assert.deepEqual(checks.filter((x) => x.status === 'fail').map((x) => x.name), ['discovery']);
-  assert.match(r.stdout, /1 failure\n$/);
+  assert.match(r.stdout, /, 1 failure, 2 skipped\n$/);
 });
 
 test('a provider clock 300 s ahead: the clock check warns with the skew', async () => {

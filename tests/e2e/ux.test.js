@@ -3,10 +3,17 @@
 // Terminal behaviour has its tests in term.test.js (a real terminal, tmux).
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { run, startAPI, stopAll } from './rig.js';
-import { forgetCache, login, setup } from './fixtures.js';
+import { run, startAPI, stopAll, tmpEnv } from './rig.js';
+import { forgetCache, login, setup, sleep } from './fixtures.js';
+import { stopTerminals, terminal } from './tty.js';
+import { startHostile } from '../peers/hostile/server.js';
 
-after(stopAll);
+const hostiles = [];
+after(async () => {
+  await stopTerminals();
+  await Promise.all(hostiles.map((h) => h.close()));
+  await stopAll();
+});
 
 const NO_KEYRING = /no keyring \(Secret Service\) answered \(cannot connect to the session bus: [^)]*\)/;
 
@@ -85,4 +92,113 @@ test('send -v: a 401 whose refresh fails says there was a 401', async () => {
     if (v.length) assert.match(r.stderr, /the messages API refused the token \(HTTP 401\); getting a new one/);
     await api.script([{ status: 401, body: { detail: 'Token has been revoked' } }]);
   }
+});
+
+// ---- no silent waits (item 3) and doctor's report (item 5) ------------------------------------
+
+/** A provider that accepts the connection and then says nothing for a minute. */
+async function hangingProvider() {
+  const h = await startHostile();
+  hostiles.push(h);
+  h.set({ discovery: { kind: 'delay', ms: 60_000, then: { kind: 'good' } } });
+  return h;
+}
+
+/** Resolves once fn() is true, checking every 50 ms (for state the test cannot await). */
+async function until(fn, what, timeoutMs = 20_000) {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await fn()) return;
+    await sleep(50);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+test('login on a terminal: a wait past a second says what it is contacting, erased after', async () => {
+  const h = await hangingProvider();
+  const home = tmpEnv();
+  const t = await terminal(['login', '--no-browser'], { ...home.env, MLAUTH_ISSUER: h.issuer, MLAUTH_STORE: 'file', TERM: 'xterm-256color' });
+  try {
+    await t.waitFor(new RegExp(`^Contacting the identity provider at ${h.origin.replace(/[.]/g, '\\.')}\\.\\.\\.$`, 'm'));
+    assert.equal(h.count('discovery'), 1);
+    await t.keys('C-c');
+    assert.equal(await t.dead(), 130);
+    const screen = await t.screen();
+    assert.doesNotMatch(screen, /Contacting/, 'the line is erased when the wait ends');
+    assert.match(screen, /^mlauth: interrupted/m);
+  } finally {
+    await t.stop();
+  }
+});
+
+test('doctor on a terminal: each check is printed as it ends; a hanging provider gets a short timeout', async () => {
+  const h = await hangingProvider();
+  const home = tmpEnv();
+  const env = { ...home.env, MLAUTH_ISSUER: h.issuer, MLAUTH_API_BASE: h.base, MLAUTH_STORE: 'file', TERM: 'xterm-256color' };
+  const t = await terminal(['doctor'], env);
+  try {
+    // While discovery waits on the provider, the checks before it are on the screen already.
+    await until(() => h.count('discovery') === 1, 'the discovery request');
+    const during = await t.waitFor(/^Checking the identity provider at http:\/\/127\.0\.0\.1:\d+\.\.\.$/m);
+    assert.ok(await t.alive(), 'doctor is still waiting');
+    assert.match(during.input, /^ok +kernel_keyring /m);
+    assert.doesNotMatch(during.input, /^\S+ +discovery /m);
+    assert.equal(await t.dead(), 1);
+    const screen = await t.screen();
+    assert.doesNotMatch(screen, /Checking the identity/, 'the waiting line is erased');
+    // The request's own timer says how long doctor waited: its short timeout, not 30 s.
+    assert.match(screen, /^fail +discovery +cannot reach http:\/\/127\.0\.0\.1:\d+: Operation timed out after\s+5\d\d\d\s+milliseconds/m);
+    assert.match(screen, /^skip +clock +the provider did not answer/m);
+  } finally {
+    await t.stop();
+  }
+});
+
+test('doctor on an 80-column terminal wraps at word boundaries; a pipe gets whole lines', async () => {
+  const { op, env } = await setup({ keyring: false });
+  const e = { ...env, MLAUTH_API_BASE: 'http://127.0.0.1:9/proxy/anthropic' };
+  const piped = await run(['doctor'], { env: e });
+  const t = await terminal(['doctor'], { ...e, TERM: 'xterm-256color' }, { cols: 80, rows: 60 });
+  try {
+    assert.equal(await t.dead(), piped.code);
+    const lines = (await t.screen({ join: false })).split('\n');
+    assert.ok(lines.every((l) => l.length <= 80), 'no line past the width');
+    // Every line of the pipe, re-joined from the screen: the same words, cut only at spaces.
+    const report = piped.stdout.trimEnd().split('\n');
+    const rejoined = [];
+    for (const l of lines) {
+      if (/^ {22}\S/.test(l) && !/^ {22}fix: /.test(l) && rejoined.length) rejoined[rejoined.length - 1] += ` ${l.trim()}`;
+      else if (/^ {27}\S/.test(l) && rejoined.length) rejoined[rejoined.length - 1] += ` ${l.trim()}`;
+      else rejoined.push(l);
+    }
+    assert.ok(report.some((l) => l.length > 80), 'the report has lines to wrap');
+    for (const l of report) assert.ok(rejoined.includes(l), `"${l}" is on the screen, wrapped at spaces:\n${lines.join('\n')}`);
+  } finally {
+    await t.stop();
+  }
+  void op;
+});
+
+test('doctor reports ANTHROPIC_API_KEY and a wrong ANTHROPIC_BASE_URL both; fixes never repeat the detail', async () => {
+  const { env } = await setup({ keyring: false });
+  const e = {
+    ...env, MLAUTH_API_BASE: 'http://127.0.0.1:9/proxy/anthropic',
+    ANTHROPIC_API_KEY: 'sk-ant-test-not-a-real-key', ANTHROPIC_BASE_URL: 'http://127.0.0.1:8/elsewhere',
+  };
+  const r = await run(['doctor', '--json'], { env: e });
+  const o = JSON.parse(r.stdout);
+  const envs = o.checks.filter((c) => c.name === 'environment');
+  assert.deepEqual(envs.map((c) => c.status), ['warn', 'warn']);
+  assert.match(envs[0].detail, /^ANTHROPIC_API_KEY is set/);
+  assert.match(envs[1].detail, /^ANTHROPIC_BASE_URL is http:\/\/127\.0\.0\.1:8\/elsewhere, not api_base/);
+  assert.ok(!r.stdout.includes('sk-ant-test-not-a-real-key'));
+  for (const c of o.checks) {
+    if (c.fix) assert.ok(!c.detail.includes(c.fix), `${c.name}: the fix repeats the detail: ${c.detail} / ${c.fix}`);
+  }
+  // The session check names the advice once: not logged in, with the fix on its own line.
+  const { env: kenv } = await setup();
+  const k = JSON.parse((await run(['doctor', '--json'], { env: { ...kenv, MLAUTH_API_BASE: 'http://127.0.0.1:9/x' } })).stdout);
+  const s = k.checks.find((c) => c.name === 'session');
+  assert.equal(s.detail, 'not logged in (profile default)');
+  assert.equal(s.fix, 'run mlauth login');
 });
