@@ -24,8 +24,8 @@ const b64url = (s) => Buffer.from(s).toString('base64url');
 /** A JWT whose payload is exactly `json` (JSON.stringify cannot write 2^63 - 1). */
 const rawJwt = (json) => `${b64url('{"alg":"RS256","typ":"JWT"}')}.${b64url(json)}.c2ln`;
 
-// The hostile peer's ID tokens are not signed by keys it publishes: these tests log in
-// without one (login validates an ID token only when the provider sends one).
+// These logins come without an ID token (login validates one only when it is sent), so
+// the claims mlauth shows are those of the access token a test forges.
 const tokenAnswer = (patch = {}) => ({ kind: 'good', patch: { id_token: null, ...patch } });
 
 async function hostile(options) {
@@ -406,3 +406,4 @@ describe('tokens in memory', () => {
     assert.ok(dd(refresh), 'mlauth\'s copy of the refresh token in MADV_DONTDUMP memory');
   });
 });
+

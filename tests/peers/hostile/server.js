@@ -25,6 +25,7 @@
 //   device     POST /realms/hostile/device           (device authorization)
 //   device_token, refresh   POST /realms/hostile/token   (by grant_type)
 //   revoke     POST /realms/hostile/revoke
+//   certs      GET  /realms/hostile/certs              (the JWKS its ID tokens are signed with)
 //   messages   POST /proxy/anthropic/v1/messages    (SSE when the body says stream: true)
 //   proxy      any absolute-form request (http_proxy=…): forwarded to its loopback target
 // By default every route answers like a good provider or API would; the device flow is
@@ -50,7 +51,7 @@
 
 import http from 'node:http';
 import https from 'node:https';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, sign as cryptoSign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
@@ -72,9 +73,25 @@ function assertLoopback(host) {
   if (!LOOPBACK.has(host)) throw new Error(`not a loopback address: ${host}`);
 }
 
-/** A JWT-shaped token (header.payload.signature); mlauth reads claims, the API checks keys. */
-export function fakeJwt(claims) {
-  return `${b64url({ alg: 'RS256', typ: 'JWT', kid: 'hostile' })}.${b64url(claims)}.${rand(64)}`;
+// The signing key of the ID tokens, published at jwks_uri like a good provider's: one per
+// process (an RSA key takes a while to make on a loaded machine).
+let signing;
+function signingKey() {
+  if (!signing) {
+    const keys = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const jwks = { keys: [{ ...keys.publicKey.export({ format: 'jwk' }), kid: 'hostile', alg: 'RS256', use: 'sig' }] };
+    signing = { keys, jwks };
+  }
+  return signing;
+}
+
+/**
+ * A JWT (header.payload.signature): signed RS256 with key (a KeyObject) when given, as the
+ * server's ID tokens must be (login checks them against its JWKS); else a random signature.
+ */
+export function fakeJwt(claims, key) {
+  const head = `${b64url({ alg: 'RS256', typ: 'JWT', kid: 'hostile' })}.${b64url(claims)}`;
+  return `${head}.${key ? cryptoSign('sha256', Buffer.from(head), key).toString('base64url') : rand(64)}`;
 }
 
 // Resolves once res has been flushed (or the client left); false when the client left.
@@ -157,6 +174,7 @@ export async function startHostile(options = {}) {
   const secrets = new Set();
   const issued = new Map(); // refresh token -> still usable
   const knobs = { accessTtl: options.accessTtl ?? 3600, rotate: options.rotate ?? true };
+  const { keys, jwks } = signingKey();
   let proxyDrops = 0;
   let origin;
   let issuer;
@@ -176,7 +194,7 @@ export async function startHostile(options = {}) {
       refresh_expires_in: 0,
       refresh_token: `rt.${rand(48)}`,
       token_type: 'Bearer',
-      id_token: fakeJwt({ ...claims, typ: 'ID', nonce: undefined }),
+      id_token: fakeJwt({ ...claims, typ: 'ID', aud: CLIENT_ID, nonce: undefined }, keys.privateKey),
       scope,
     };
     issued.set(t.refresh_token, true);
@@ -219,6 +237,8 @@ export async function startHostile(options = {}) {
       }
       case 'revoke':
         return {};
+      case 'certs':
+        return jwks;
       case 'messages':
         return {
           id: 'msg_h', type: 'message', role: 'assistant', model: body?.model || 'm',
@@ -400,6 +420,7 @@ export async function startHostile(options = {}) {
       return params.get('grant_type') === 'refresh_token' ? 'refresh' : 'device_token';
     }
     if (path === `${REALM}/revoke` && method === 'POST') return 'revoke';
+    if (path === `${REALM}/certs` && method === 'GET') return 'certs';
     if (path === `${API}/v1/messages` && method === 'POST') return 'messages';
     return 'other';
   }
