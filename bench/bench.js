@@ -325,7 +325,10 @@ const SECTIONS = [
       rows.push(goal(`${HERD_N} concurrent mlauth token at expiry`,
         `${hc.refresh} refresh, p50 ${fmtMs(H.pct(lat, 50))}, p99 ${fmtMs(H.pct(lat, 99))}`,
         '1 refresh, all served', hc.refresh === 1 && hc.refresh_errors === 0 && failed === 0 && distinct === 1,
-        { counters: hc, failed_callers: failed, distinct_tokens: distinct }));
+        {
+          counters: hc, failed_callers: failed, distinct_tokens: distinct,
+          first_error: failed ? readFileSync(join(herdDir, `${res.status.findIndex((x) => x !== 0)}.err`), 'utf8') : undefined,
+        }));
       return rows;
     },
   },

@@ -7,6 +7,7 @@
 #include "mlauth/cli.h"
 #include "mlauth/util.h"
 
+/* The first N_AFTER may follow the command too; -V and -h there are the command's (its help). */
 static const struct option global_options[] = {
 	{ "profile", required_argument, NULL, 'p' },
 	{ "config", required_argument, NULL, 'c' },
@@ -51,16 +52,7 @@ add_override(struct cli_globals *g, const char *arg, struct ml_err *err)
 	return ML_OK;
 }
 
-/* What may follow the command too: every global but -V and -h (`token -h` is token's help). */
-static const struct option after_options[] = {
-	{ "profile", required_argument, NULL, 'p' },
-	{ "config", required_argument, NULL, 'c' },
-	{ "option", required_argument, NULL, 'o' },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ "quiet", no_argument, NULL, 'q' },
-	{ "no-color", no_argument, NULL, 'C' },
-	{ NULL, 0, NULL, 0 }
-};
+#define N_AFTER		6
 #define AFTER_SHORT	"pcovq"
 #define AFTER_VALUED	"pco"
 
@@ -139,11 +131,12 @@ parse_leading(int argc, char **argv, struct cli_globals *g, struct ml_err *err)
 static int
 match_long(const char *name, size_t len, const struct option *own, const struct option **o)
 {
-	const struct option *tables[2] = { after_options, own };
+	const struct option *tables[2] = { global_options, own };
 	int hits = 0;
 
 	for (int t = 0; t < 2; t++)
-		for (const struct option *p = tables[t]; p != NULL && p->name != NULL; p++) {
+		for (const struct option *p = tables[t]; p != NULL && p->name != NULL &&
+		    (t == 1 || p < global_options + N_AFTER); p++) {
 			if (strncmp(p->name, name, len) != 0)
 				continue;
 			*o = p;
@@ -166,8 +159,7 @@ own_short(const struct option *own, int c)
 static bool
 is_global(const struct option *o)
 {
-	return o >= after_options && o < after_options + sizeof after_options /
-	    sizeof after_options[0];
+	return o >= global_options && o < global_options + N_AFTER;
 }
 
 /* The command's arguments being walked: what is the command's goes on to g->argv. */
