@@ -7,6 +7,7 @@
 #define _GNU_SOURCE	/* RTLD_DEEPBIND */
 #include <curl/curl.h>
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,7 +49,8 @@ volatile sig_atomic_t http_interrupted;
 #define HTTP_CURL_FUNCS(X)						\
 	X(global_init) X(global_cleanup) X(easy_init) X(easy_cleanup)	\
 	X(easy_setopt) X(easy_perform) X(easy_getinfo) X(easy_strerror)	\
-	X(easy_escape) X(free) X(slist_append) X(slist_free_all) X(getdate)
+	X(easy_escape) X(free) X(slist_append) X(slist_free_all) X(getdate)	\
+	X(share_init) X(share_setopt) X(share_cleanup)
 
 static struct {
 	void *lib;		/* never closed: libcurl's TLS library registers atexit handlers */
@@ -58,6 +60,12 @@ static struct {
 } lc;
 
 static bool http_initialised;
+
+/* Connections (and DNS answers, TLS sessions) kept for the next request of any thread. */
+struct http_share {
+	CURLSH *sh;
+	pthread_mutex_t locks[CURL_LOCK_DATA_LAST];
+};
 
 /*
  * RTLD_DEEPBIND: libcurl and the 30 libraries it brings look their symbols up
@@ -179,6 +187,73 @@ http_global_cleanup(void)
 		return;
 	lc.global_cleanup();
 	http_initialised = false;
+}
+
+static void
+http_share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *arg)
+{
+	struct http_share *s = arg;
+
+	(void)h;
+	(void)access;
+	(void)pthread_mutex_lock(&s->locks[data]);
+}
+
+static void
+http_share_unlock(CURL *h, curl_lock_data data, void *arg)
+{
+	struct http_share *s = arg;
+
+	(void)h;
+	(void)pthread_mutex_unlock(&s->locks[data]);
+}
+
+int
+http_share_new(struct http_share **out, struct ml_err *err)
+{
+	struct http_share *s;
+	CURLSHcode sc;
+	int rc;
+
+	*out = NULL;
+	if ((rc = http_global_init(err)) != ML_OK)
+		return rc;
+	if ((s = calloc(1, sizeof *s)) == NULL || (s->sh = lc.share_init()) == NULL) {
+		free(s);
+		return err_set(err, ML_EFAIL, "out of memory");
+	}
+	for (size_t i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		(void)pthread_mutex_init(&s->locks[i], NULL);
+	sc = lc.share_setopt(s->sh, CURLSHOPT_LOCKFUNC, http_share_lock);
+	if (sc == CURLSHE_OK)
+		sc = lc.share_setopt(s->sh, CURLSHOPT_UNLOCKFUNC, http_share_unlock);
+	if (sc == CURLSHE_OK)
+		sc = lc.share_setopt(s->sh, CURLSHOPT_USERDATA, s);
+	if (sc == CURLSHE_OK)
+		sc = lc.share_setopt(s->sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+	if (sc == CURLSHE_OK)
+		sc = lc.share_setopt(s->sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+	if (sc == CURLSHE_OK)
+		sc = lc.share_setopt(s->sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+	if (sc != CURLSHE_OK) {
+		http_share_free(s);
+		return err_set(err, ML_EFAIL, "libcurl cannot share connections between "
+		    "requests (too old a libcurl?)");
+	}
+	*out = s;
+	return ML_OK;
+}
+
+void
+http_share_free(struct http_share *s)
+{
+	if (s == NULL)
+		return;
+	if (s->sh != NULL)
+		(void)lc.share_cleanup(s->sh);
+	for (size_t i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		(void)pthread_mutex_destroy(&s->locks[i]);
+	free(s);
 }
 
 static bool
@@ -1029,11 +1104,13 @@ http_method_ok(const char *m)
 
 /* The safety rules every transfer gets: protocols, no redirects, TLS, time, callbacks. */
 static CURLcode
-http_setup_handle(struct http_xfer *x, long timeout, struct curl_slist *headers,
-    const char *proxy, char *errbuf)
+http_setup_handle(struct http_xfer *x, const struct http_opts *o, long timeout,
+    struct curl_slist *headers, const char *proxy, char *errbuf)
 {
 	CURLcode cc = CURLE_OK;
 
+	if (o->share != NULL)
+		HTTP_SETOPT(x->curl, CURLOPT_SHARE, o->share->sh);
 	HTTP_SETOPT(x->curl, CURLOPT_URL, x->req->url);
 	HTTP_SETOPT(x->curl, CURLOPT_PROTOCOLS_STR, "http,https");
 	HTTP_SETOPT(x->curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
@@ -1224,7 +1301,7 @@ http_perform(const struct http_opts *o, const struct http_request *req,
 	http_now(&x.last_progress);
 	errbuf[0] = '\0';
 
-	cc = http_setup_handle(&x, timeout, headers, proxy, errbuf);
+	cc = http_setup_handle(&x, o, timeout, headers, proxy, errbuf);
 	if (cc == CURLE_OK)
 		cc = http_setup_method(&x);
 	if (cc == CURLE_OK)

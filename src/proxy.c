@@ -21,6 +21,9 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -32,6 +35,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -286,23 +290,63 @@ proxy_collect_header(void *cls, enum MHD_ValueKind kind, const char *key, const 
 }
 
 /*
- * The owner of the client's end of connection fd, from /proc/net/tcp (where
- * ss and netstat find it): the line whose local address is our peer and whose
- * remote address is us.  -1 when it cannot be told.
+ * The owner of the client's end of our connection, asked of the kernel by
+ * its exact address and port pair (sock_diag, as ss does): one answer, where
+ * reading /proc/net/tcp walks every socket of the machine (tens of ms on a
+ * busy one).  -1 when it cannot be told.
  */
 static int
-proxy_peer_uid(int fd, uid_t *uid)
+proxy_diag_uid(const struct sockaddr_in *me, const struct sockaddr_in *peer, uid_t *uid)
 {
-	struct sockaddr_in me, peer;
-	socklen_t ml = sizeof me, pl = sizeof peer;
+	struct {
+		struct nlmsghdr nlh;
+		struct inet_diag_req_v2 r;
+	} req;
+	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+	union {
+		struct nlmsghdr h;
+		char buf[8192];
+	} ans;
+	struct nlmsghdr *h = &ans.h;
+	struct timeval tv = { 1, 0 };
+	ssize_t n;
+	int fd, rc = -1;
+
+	memset(&req, 0, sizeof req);
+	req.nlh.nlmsg_len = sizeof req;
+	req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	req.nlh.nlmsg_flags = NLM_F_REQUEST;	/* no NLM_F_DUMP: the one socket named */
+	req.r.sdiag_family = AF_INET;
+	req.r.sdiag_protocol = IPPROTO_TCP;
+	req.r.idiag_states = ~0U;
+	req.r.id.idiag_sport = peer->sin_port;	/* the client's socket: from it, to us */
+	req.r.id.idiag_dport = me->sin_port;
+	req.r.id.idiag_src[0] = peer->sin_addr.s_addr;
+	req.r.id.idiag_dst[0] = me->sin_addr.s_addr;
+	req.r.id.idiag_cookie[0] = req.r.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+	if ((fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG)) < 0)
+		return -1;
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	if (sendto(fd, &req, sizeof req, 0, (struct sockaddr *)&kernel, sizeof kernel) ==
+	    (ssize_t)sizeof req && (n = recv(fd, ans.buf, sizeof ans.buf, 0)) > 0 &&
+	    NLMSG_OK(h, (size_t)n) && h->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
+	    h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct inet_diag_msg))) {
+		*uid = (uid_t)((struct inet_diag_msg *)NLMSG_DATA(h))->idiag_uid;
+		rc = 0;
+	}
+	(void)close(fd);
+	return rc;
+}
+
+/* The same from /proc/net/tcp, for a kernel without sock_diag: where ss and netstat look. */
+static int
+proxy_proc_uid(const struct sockaddr_in *me, const struct sockaddr_in *peer, uid_t *uid)
+{
 	char line[512];
 	FILE *f;
 	int rc = -1;
 
-	if (getsockname(fd, (struct sockaddr *)&me, &ml) != 0 ||
-	    getpeername(fd, (struct sockaddr *)&peer, &pl) != 0 ||
-	    me.sin_family != AF_INET || peer.sin_family != AF_INET ||
-	    (f = fopen("/proc/net/tcp", "re")) == NULL)
+	if ((f = fopen("/proc/net/tcp", "re")) == NULL)
 		return -1;
 	while (rc != 0 && fgets(line, sizeof line, f) != NULL) {
 		unsigned la, lp, ra, rp;
@@ -312,14 +356,30 @@ proxy_peer_uid(int fd, uid_t *uid)
 		if (sscanf(line, "%*u: %8X:%4X %8X:%4X %*X %*X:%*X %*X:%*X %*X %lu", &la, &lp, &ra,
 		    &rp, &u) != 5)
 			continue;
-		if (la == peer.sin_addr.s_addr && lp == ntohs(peer.sin_port) &&
-		    ra == me.sin_addr.s_addr && rp == ntohs(me.sin_port)) {
+		if (la == peer->sin_addr.s_addr && lp == ntohs(peer->sin_port) &&
+		    ra == me->sin_addr.s_addr && rp == ntohs(me->sin_port)) {
 			*uid = (uid_t)u;
 			rc = 0;
 		}
 	}
 	(void)fclose(f);
 	return rc;
+}
+
+/* The owner of the client's end of connection fd; -1 when it cannot be told. */
+static int
+proxy_peer_uid(int fd, uid_t *uid)
+{
+	struct sockaddr_in me, peer;
+	socklen_t ml = sizeof me, pl = sizeof peer;
+
+	if (getsockname(fd, (struct sockaddr *)&me, &ml) != 0 ||
+	    getpeername(fd, (struct sockaddr *)&peer, &pl) != 0 ||
+	    me.sin_family != AF_INET || peer.sin_family != AF_INET)
+		return -1;
+	if (proxy_diag_uid(&me, &peer, uid) == 0)
+		return 0;
+	return proxy_proc_uid(&me, &peer, uid);
 }
 
 /*
@@ -801,6 +861,11 @@ proxy_start(const struct proxy_opts *o, struct proxy **out, struct ml_err *err)
 	p->api.say_arg = o->say_arg;
 	if (p->api.ho.timeout < PROXY_TIMEOUT)
 		p->api.ho.timeout = PROXY_TIMEOUT;
+	/* Like the SDKs' own keep-alive: no new connection (and TLS handshake) per request. */
+	if ((rc = http_share_new(&p->api.ho.share, err)) != ML_OK) {
+		proxy_stop(p, 0);
+		return rc;
+	}
 	/* A session that cannot give a token now is better told at start than per request. */
 	if ((rc = api_token(&p->api, NULL, &token, err)) != ML_OK ||
 	    (rc = proxy_make_key(p, err)) != ML_OK ||
@@ -861,6 +926,7 @@ proxy_stop(struct proxy *p, long grace_ms)
 		mhd.stop_daemon(p->daemon);
 		http_interrupted = was;
 	}
+	http_share_free(p->api.ho.share);
 	api_session_free(&p->api);
 	secret_wipe(p->key, sizeof p->key);
 	free(p);

@@ -30,9 +30,19 @@ struct http_opts {
 	 */
 	void (*on_slow)(void *arg, const char *peer, const char *origin, bool done);
 	void *slow_arg;
+	struct http_share *share;	/* NULL, or connections kept between requests */
 };
 
 #define HTTP_SLOW_MS	1000
+
+/*
+ * Connections, DNS answers and TLS sessions that requests of any thread
+ * reuse (the proxy: no new TLS handshake per request).  Free it after the
+ * last request using it has returned.
+ */
+struct http_share;
+int http_share_new(struct http_share **share, struct ml_err *err);
+void http_share_free(struct http_share *share);
 
 /*
  * Called with each chunk of a streamed 2xx body.  Return 0 to go on; any other
