@@ -1,5 +1,6 @@
 /*
- * fuzz_jwt: jwt_claims_parse (jwt.h) on a token from the input.
+ * fuzz_jwt: jwt_claims_parse, jwt_header_parse and jwt_claims_check (jwt.h) on a
+ * token from the input.
  *
  * Two shapes of input: one that starts with '{' is a claims object, sent as
  * the payload of a token with a fixed RS256 header (so the fuzzer works on
@@ -49,12 +50,28 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		g_free(token);
 		token = NULL;
 	} else {
+		struct jwt_header h;
+
 		token = fuzz_cstr(data, size);
+		if (jwt_header_parse(token, &h, &err) == ML_OK)
+			FUZZ_CHECK(h.alg[0] != '\0' && strlen(h.kid) < sizeof h.kid,
+			    "header without alg");
+		else
+			FUZZ_CHECK(FUZZ_MSG_TERMINATED(&err), "unterminated message");
 		rc = jwt_claims_parse(token, &c, &err);
 	}
 	if (rc == 0) {
+		static const struct jwt_expect x = {
+			.issuer = "https://kc/realms/V", .audience = "MLAAS-CLI-API",
+			.azp = "MLAAS-CLI-API", .now = 1800000000, .leeway = 60,
+		};
+		int crc;
+
 		FUZZ_CHECK(c.exp >= 0 && c.iat >= 0, "negative time %lld/%lld",
 		    (long long)c.exp, (long long)c.iat);
+		crc = jwt_claims_check(&c, &x, &err);
+		FUZZ_CHECK(crc == ML_OK || (crc == ML_EFAIL && FUZZ_MSG_TERMINATED(&err)),
+		    "claims check rc %d", crc);
 	} else {
 		FUZZ_CHECK(rc == ML_EFAIL && err.code == ML_EFAIL, "rc %d", rc);
 		FUZZ_CHECK(FUZZ_MSG_TERMINATED(&err), "unterminated message");
