@@ -64,7 +64,7 @@ CMD_SRC   := src/main.c $(wildcard src/cmd_*.c)
 LIB_OBJ   := $(LIB_SRC:src/%.c=$(B)/%.o)
 CMD_OBJ   := $(CMD_SRC:src/%.c=$(B)/%.o)
 FRONT_OBJ := $(addprefix $(B)/,front.o cli.o config.o err.o util.o secret.o cache.o \
-             tokenfmt.o store_file.o record.o)
+             tokenfmt.o store_file.o record.o session.o)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 # A clang build keeps its binaries in its own tree, so it never replaces gcc's.

@@ -28,12 +28,19 @@
 
 /* The description names all three, so another issuer's token is never served. */
 static int
+describe_as(const char *kind, char *buf, size_t len, const char *profile, const char *issuer,
+    const char *client_id)
+{
+	int n = snprintf(buf, len, "%s:%s:%s:%s", kind, profile, client_id, issuer);
+
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+static int
 describe(char *buf, size_t len, const char *profile, const char *issuer,
     const char *client_id)
 {
-	int n = snprintf(buf, len, "mlauth:%s:%s:%s", profile, client_id, issuer);
-
-	return n < 0 || (size_t)n >= len ? -1 : 0;
+	return describe_as("mlauth", buf, len, profile, issuer, client_id);
 }
 
 static int
@@ -164,12 +171,20 @@ cache_get(const char *profile, const char *issuer, const char *client_id,
 	return rc;
 }
 
+/* Readable and writable by this user (and its possessors) only. */
+static int
+private_key(key_serial_t key)
+{
+	return keyctl_setperm(key, KEY_POS_ALL | KEY_USR_VIEW | KEY_USR_READ | KEY_USR_WRITE |
+	    KEY_USR_SEARCH | KEY_USR_SETATTR) < 0 ? -1 : 0;
+}
+
 int
 cache_put(const char *profile, const char *issuer, const char *client_id,
-    const char *token, int64_t expires_at, int64_t obtained_at)
+    const char *token, int64_t expires_at, int64_t obtained_at, int64_t drop_at)
 {
 	char desc[2048], *payload, *home;
-	int64_t ttl = expires_at - util_now();
+	int64_t ttl = (drop_at != 0 && drop_at < expires_at ? drop_at : expires_at) - util_now();
 	key_serial_t key;
 	size_t tlen = strlen(token), cap;
 	int n;
@@ -198,13 +213,94 @@ cache_put(const char *profile, const char *issuer, const char *client_id,
 	if (key < 0)
 		return -1;
 	/* Readable by this user only, and gone when the token expires. */
-	if (keyctl_setperm(key, KEY_POS_ALL | KEY_USR_VIEW | KEY_USR_READ | KEY_USR_WRITE |
-	    KEY_USR_SEARCH | KEY_USR_SETATTR) < 0 ||
+	if (private_key(key) < 0 ||
 	    keyctl_set_timeout(key, (unsigned)(ttl > 0x7fffffff ? 0x7fffffff : ttl)) < 0) {
 		(void)keyctl_invalidate(key);
 		return -1;
 	}
 	return 0;
+}
+
+#define STASH_MAGIC "mlauth-stash 1\n"
+#define STASH_TTL (30 * 24 * 3600)	/* Keycloak's default Offline Session Idle */
+
+int
+cache_stash_put(const char *profile, const char *issuer, const char *client_id,
+    const char *json)
+{
+	char desc[2048], *payload, *home;
+	size_t cap;
+	key_serial_t key;
+	int n;
+
+	if (describe_as("mlauth-stash", desc, sizeof desc, profile, issuer, client_id) < 0 ||
+	    (home = home_of(profile)) == NULL)
+		return -1;
+	cap = strlen(json) + strlen(home) + sizeof STASH_MAGIC + 2;
+	if ((payload = malloc(cap)) == NULL) {
+		free(home);
+		return -1;
+	}
+	n = snprintf(payload, cap, STASH_MAGIC "%s\n%s", home, json);
+	free(home);
+	key = n < 0 || (size_t)n >= cap ? -1 :
+	    add_key("user", desc, payload, (size_t)n, KEY_SPEC_USER_KEYRING);
+	secret_wipe(payload, cap);
+	free(payload);
+	if (key < 0)
+		return -1;
+	/* Not forever: an unsaved session outlives no provider's offline idle time. */
+	if (private_key(key) < 0 || keyctl_set_timeout(key, STASH_TTL) < 0) {
+		(void)keyctl_invalidate(key);
+		return -1;
+	}
+	return 0;
+}
+
+int
+cache_stash_get(const char *profile, const char *issuer, const char *client_id,
+    char **json)
+{
+	char desc[2048], *home = NULL, *buf = NULL, *p;
+	key_serial_t key;
+	size_t hl;
+	long n;
+	int rc = -1;
+
+	*json = NULL;
+	if (describe_as("mlauth-stash", desc, sizeof desc, profile, issuer, client_id) < 0 ||
+	    (key = keyctl_search(KEY_SPEC_USER_KEYRING, "user", desc, 0)) < 0 ||
+	    (n = keyctl_read_alloc(key, (void **)&buf)) < 0)
+		return -1;
+	if ((home = home_of(profile)) == NULL)
+		goto out;
+	hl = strlen(home);
+	p = buf + sizeof STASH_MAGIC - 1;
+	/* keyctl_read_alloc adds a NUL after the payload. */
+	if ((size_t)n < sizeof STASH_MAGIC - 1 + hl + 1 ||
+	    memcmp(buf, STASH_MAGIC, sizeof STASH_MAGIC - 1) != 0 ||
+	    memcmp(p, home, hl) != 0 || p[hl] != '\n')
+		goto out;
+	if ((*json = strdup(p + hl + 1)) != NULL)
+		rc = 0;
+out:
+	secret_wipe(buf, (size_t)n);
+	free(buf);
+	free(home);
+	return rc;
+}
+
+void
+cache_stash_remove(const char *profile, const char *issuer, const char *client_id)
+{
+	char desc[2048];
+	key_serial_t key;
+
+	if (describe_as("mlauth-stash", desc, sizeof desc, profile, issuer, client_id) < 0)
+		return;
+	key = keyctl_search(KEY_SPEC_USER_KEYRING, "user", desc, 0);
+	if (key >= 0 && keyctl_invalidate(key) < 0)
+		(void)keyctl_unlink(key, KEY_SPEC_USER_KEYRING);
 }
 
 void
@@ -218,22 +314,6 @@ cache_remove(const char *profile, const char *issuer, const char *client_id)
 	key = keyctl_search(KEY_SPEC_USER_KEYRING, "user", desc, 0);
 	if (key >= 0 && keyctl_invalidate(key) < 0)
 		(void)keyctl_unlink(key, KEY_SPEC_USER_KEYRING);
-}
-
-int64_t
-cache_min_valid(int64_t expires_at, int64_t obtained_at, long min_valid)
-{
-	int64_t lifetime = expires_at - obtained_at;
-
-	if (obtained_at > 0 && lifetime > 0 && min_valid > lifetime / 2)
-		return lifetime / 2;
-	return min_valid;
-}
-
-bool
-cache_fresh(int64_t expires_at, int64_t obtained_at, long min_valid, int64_t now)
-{
-	return expires_at - now > cache_min_valid(expires_at, obtained_at, min_valid);
 }
 
 void

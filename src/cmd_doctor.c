@@ -31,6 +31,7 @@
 #include "mlauth/record.h"
 #include "mlauth/secret.h"
 #include "mlauth/sanitize.h"
+#include "mlauth/session.h"
 #include "mlauth/store.h"
 #include "mlauth/term.h"
 #include "mlauth/token.h"
@@ -340,7 +341,7 @@ check_kernel_keyring(struct doctor *d)
 	 */
 	(void)snprintf(profile, sizeof profile, "doctor-%ld-%08x", (long)getpid(), rnd);
 	errno = 0;
-	if (cache_put(profile, cfg->issuer, "mlauth-doctor", dummy, now + 60, now) != 0) {
+	if (cache_put(profile, cfg->issuer, "mlauth-doctor", dummy, now + 60, now, 0) != 0) {
 		saved = errno;
 		why = "cannot add a key";
 	} else {
@@ -619,10 +620,10 @@ check_session(struct doctor *d)
 	struct jwt_claims at, id;
 	struct ml_err err;
 	struct check *c;
-	char when[32], in[32], access[160], session[160];
-	const char *user;
+	char when[32], in[32], access[160], session[320];
+	struct session_who w;
 	int64_t now = util_now();
-	bool access_ok, refresh_ok;
+	bool access_ok;
 	int rc;
 
 	if (!d->store_ready) {
@@ -644,31 +645,19 @@ check_session(struct doctor *d)
 	(void)jwt_claims_parse(d->rec.access_token, &at, NULL);
 	if (d->rec.id_token != NULL)
 		(void)jwt_claims_parse(d->rec.id_token, &id, NULL);
-	user = id.preferred_username != NULL ? id.preferred_username : at.preferred_username;
+	session_who(&at, &id, &w);
 
 	access_ok = d->rec.expires_at > now;
-	refresh_ok = d->rec.refresh_token != NULL &&
-	    (d->rec.refresh_expires_at == 0 || d->rec.refresh_expires_at > now);
 	util_format_time(d->rec.expires_at, when, sizeof when);
 	util_format_duration(access_ok ? d->rec.expires_at - now : now - d->rec.expires_at,
 	    in, sizeof in);
 	(void)snprintf(access, sizeof access, access_ok ? "access token valid until %s (in %s)" :
 	    "access token expired at %s (%s ago)", when, in);
-	if (d->rec.refresh_token == NULL) {
-		(void)snprintf(session, sizeof session, "no refresh token");
-	} else if (d->rec.refresh_expires_at == 0) {
-		(void)snprintf(session, sizeof session, "session without a fixed end");
-	} else {
-		util_format_time(d->rec.refresh_expires_at, when, sizeof when);
-		util_format_duration(refresh_ok ? d->rec.refresh_expires_at - now :
-		    now - d->rec.refresh_expires_at, in, sizeof in);
-		(void)snprintf(session, sizeof session, refresh_ok ? "session until %s (in %s)" :
-		    "session expired at %s (%s ago)", when, in);
-	}
-	if (access_ok || refresh_ok) {
+	session_describe_end(&d->rec, now, true, session, sizeof session);
+	if (session_usable(&d->rec, now)) {
 		d->logged_in = true;
 		check_add(d, "session", CHECK_OK, "logged in%s%s; %s; %s%s; kept in %s",
-		    user != NULL ? " as " : "", user != NULL ? user : "", access, session,
+		    w.user != NULL ? " as " : "", w.user != NULL ? w.user : "", access, session,
 		    !access_ok ? " (mlauth token refreshes it)" : "", store_describe(&d->st));
 	} else {
 		c = check_add(d, "session", CHECK_WARN, "not logged in: the stored session has "

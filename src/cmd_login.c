@@ -13,6 +13,7 @@
 #include "mlauth/lock.h"
 #include "mlauth/oidc.h"
 #include "mlauth/sanitize.h"
+#include "mlauth/session.h"
 #include "mlauth/store.h"
 #include "mlauth/term.h"
 #include "mlauth/token.h"
@@ -25,6 +26,8 @@ enum { OPT_NO_BROWSER = 256, OPT_QR };
 
 /* How often the status line is redrawn while waiting: four times a second. */
 #define FRAME_MS 250
+/* The longest pause between polls while the provider cannot be reached, in seconds. */
+#define LOGIN_BACKOFF_MAX 60
 
 static const struct option options[] = {
 	{ "no-browser", no_argument, NULL, OPT_NO_BROWSER },
@@ -130,11 +133,11 @@ poll_until_done(struct cmd_ctx *ctx, const struct http_opts *ho,
     const struct oidc_provider *p, const struct oidc_device *d, struct waiting *w,
     struct oidc_tokens *t, struct ml_err *err)
 {
-	long interval = d->interval;
+	long interval = d->interval, backoff = 0;
 	int rc;
 
 	for (;;) {
-		if ((rc = waiting_sleep(w, interval * 1000)) != ML_OK) {
+		if ((rc = waiting_sleep(w, (backoff > 0 ? backoff : interval) * 1000)) != ML_OK) {
 			rc = err_set(err, rc, "login interrupted");
 			break;
 		}
@@ -146,6 +149,29 @@ poll_until_done(struct cmd_ctx *ctx, const struct http_opts *ho,
 		if (ctx->verbose >= 2)
 			waiting_clear(w);	/* the HTTP trace gets lines of its own */
 		rc = oidc_device_poll(ho, p, ctx->cfg.client_id, d, t, err);
+		if (rc == ML_ENET) {
+			/*
+			 * RFC 8628 3.5: a network error or a provider in trouble is no
+			 * reason to give up the code; poll less often until it expires.
+			 */
+			if (backoff == 0) {
+				waiting_clear(w);
+				cmd_info(ctx, "The identity provider cannot be reached (%s); still "
+				    "waiting, trying less often.", err->msg);
+			}
+			backoff = backoff == 0 ? 2 * interval : 2 * backoff;
+			if (backoff > LOGIN_BACKOFF_MAX)
+				backoff = LOGIN_BACKOFF_MAX;
+			err_clear(err);
+			continue;
+		}
+		if (backoff > 0 && rc != ML_EINTR) {
+			backoff = 0;
+			if (ctx->verbose) {
+				waiting_clear(w);
+				cmd_info(ctx, "the identity provider answers again");
+			}
+		}
 		if (rc == OIDC_PENDING)
 			continue;
 		if (rc == OIDC_SLOW_DOWN) {
@@ -182,48 +208,35 @@ print_qr(const struct cmd_ctx *ctx, const char *url)
 
 /* A session exists that needs no login: the access token or its refresh works. */
 static bool
-session_usable(struct cmd_ctx *ctx, struct store *st, struct record *r)
+logged_in(struct cmd_ctx *ctx, struct store *st, struct record *r)
 {
 	struct ml_err ignored;
-	int64_t now = util_now();
 
 	if (token_load(&ctx->cfg, st, r, &ignored) != ML_OK)
 		return false;
-	return r->expires_at > now || (r->refresh_token != NULL &&
-	    (r->refresh_expires_at == 0 || r->refresh_expires_at > now));
+	return session_usable(r, util_now());
 }
 
 static void
 print_welcome(struct cmd_ctx *ctx, const struct record *r)
 {
 	struct jwt_claims at, id;
-	const char *who, *email;
-	char until[32], session[64], shown_who[256], shown_email[256];
+	struct session_who w;
+	char until[32], session[160], shown_who[256], shown_email[256];
 
 	(void)jwt_claims_parse(r->access_token, &at, NULL);
 	memset(&id, 0, sizeof id);
 	if (r->id_token != NULL)
 		(void)jwt_claims_parse(r->id_token, &id, NULL);
-	who = id.name ? id.name : at.name ? at.name : id.preferred_username ?
-	    id.preferred_username : at.preferred_username ? at.preferred_username : "unknown";
-	email = id.email ? id.email : at.email;
+	session_who(&at, &id, &w);
 	util_format_time(r->expires_at, until, sizeof until);
-	if (r->refresh_token == NULL)
-		(void)snprintf(session, sizeof session, "no refresh token");
-	else if (r->refresh_expires_at == 0)
-		(void)snprintf(session, sizeof session, "session without a fixed end");
-	else {
-		char d[32];
-
-		util_format_time(r->refresh_expires_at, d, sizeof d);
-		(void)snprintf(session, sizeof session, "%ssession until %s",
-		    r->session == RECORD_SESSION_ONLINE ? "online " : "", d);
-	}
+	session_describe_end(r, util_now(), true, session, sizeof session);
 	/* The provider chose these claims: no terminal escapes from them. */
 	printf("Logged in as %s%s%s%s to %s; token valid until %s, %s\n",
-	    sanitize_str(who, SAN_ONELINE, shown_who, sizeof shown_who), email ? " (" : "",
-	    email ? sanitize_str(email, SAN_ONELINE, shown_email, sizeof shown_email) : "",
-	    email ? ")" : "", r->issuer, until + 11, session);
+	    sanitize_str(w.name ? w.name : "unknown", SAN_ONELINE, shown_who, sizeof shown_who),
+	    w.email ? " (" : "",
+	    w.email ? sanitize_str(w.email, SAN_ONELINE, shown_email, sizeof shown_email) : "",
+	    w.email ? ")" : "", r->issuer, until + 11, session);
 	jwt_claims_free(&at);
 	jwt_claims_free(&id);
 }
@@ -355,7 +368,7 @@ exec_login(struct cmd_ctx *ctx, int argc, char **argv)
 	if ((status = store_open(&ctx->cfg, &st, &err)) != ML_OK)
 		goto fail;
 	store_open_ok = true;
-	if (!force && session_usable(ctx, &st, &r)) {
+	if (!force && logged_in(ctx, &st, &r)) {
 		cmd_info(ctx, "Already logged in to %s (profile %s); mlauth login --force "
 		    "logs in again.", r.issuer, ctx->cfg.profile);
 		status = ML_OK;

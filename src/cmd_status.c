@@ -9,6 +9,7 @@
 #include "mlauth/http.h"
 #include "mlauth/jwt.h"
 #include "mlauth/sanitize.h"
+#include "mlauth/session.h"
 #include "mlauth/store.h"
 #include "mlauth/token.h"
 #include "mlauth/util.h"
@@ -61,28 +62,31 @@ static void
 describe(const struct record *r, const struct jwt_claims *at, const struct jwt_claims *id,
     long min_valid, struct view *v)
 {
+	struct session_who w;
+
 	memset(v, 0, sizeof *v);
 	v->now = util_now();
-	v->user = id->preferred_username ? id->preferred_username : at->preferred_username;
-	v->email = id->email ? id->email : at->email;
+	session_who(at, id, &w);
+	v->user = w.user;
+	v->email = w.email;
 	v->name = id->name ? id->name : at->name;
 	v->scope = r->scope ? r->scope : at->scope;
-	v->would_refresh = !token_is_fresh(r, min_valid, v->now);
-	v->session_ok = r->expires_at > v->now || (r->refresh_token != NULL &&
-	    (r->refresh_expires_at == 0 || r->refresh_expires_at > v->now));
+	v->would_refresh = !session_refused(r) && !session_fresh(r, min_valid, v->now);
+	v->session_ok = session_usable(r, v->now);
 }
 
 static int
 print_json(const struct config *cfg, const struct store *st, const struct record *r,
     const struct view *v)
 {
-	json_t *o = json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:s?,s:s?,s:I,s:I,s:o,s:b,s:s?,s:b,s:b,s:s}",
+	json_t *o = json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:s?,s:s?,s:I,s:I,s:o,s:o,s:b,s:s?,s:b,s:b,s:s}",
 	    "profile", cfg->profile, "issuer", r->issuer, "client_id", r->client_id,
 	    "user", v->user, "email", v->email, "name", v->name, "scope", v->scope,
 	    "expires_at", (json_int_t)r->expires_at,
 	    "expires_in", (json_int_t)(r->expires_at - v->now),
 	    "refresh_expires_at", r->refresh_expires_at ?
 	    json_integer(r->refresh_expires_at) : json_null(),
+	    "refused_at", r->refused_at ? json_integer(r->refused_at) : json_null(),
 	    "has_refresh_token", r->refresh_token != NULL,
 	    "session", record_session_name(r->session),
 	    "would_refresh", v->would_refresh, "logged_in", v->session_ok,
@@ -128,24 +132,17 @@ print_text(const struct config *cfg, const struct store *st, const struct record
 		printf("Access token: valid until %s (in %s)\n", at, in);
 	else
 		printf("Access token: expired at %s (%s ago)\n", at, in);
-	if (r->refresh_token == NULL) {
+	if (r->refresh_token == NULL && !session_refused(r)) {
 		printf("Session:      no refresh token: run mlauth login when the token expires\n");
-	} else if (r->refresh_expires_at == 0) {
-		printf("Session:      no fixed end (offline session)\n");
 	} else {
-		util_format_time(r->refresh_expires_at, at, sizeof at);
-		util_format_duration(r->refresh_expires_at - v->now, in, sizeof in);
-		if (r->refresh_expires_at > v->now && r->session == RECORD_SESSION_ONLINE)
-			printf("Session:      online, until %s (in %s) unless refreshed before; "
-			    "ends with the provider's login session\n", at, in);
-		else if (r->refresh_expires_at > v->now)
-			printf("Session:      until %s (in %s)\n", at, in);
-		else
-			printf("Session:      expired at %s: run mlauth login\n", at);
+		char end[320];
+
+		session_describe_end(r, v->now, false, end, sizeof end);
+		printf("Session:      %s%s\n", end, v->session_ok ? "" : ": run mlauth login");
 	}
 	printf("Store:        %s\n", store_describe(st));
-	printf("Refresh:      %s\n", v->would_refresh ? "due now (mlauth token will refresh)" :
-	    "not needed yet");
+	printf("Refresh:      %s\n", !v->session_ok ? "impossible: run mlauth login" :
+	    v->would_refresh ? "due now (mlauth token will refresh)" : "not needed yet");
 	if (!v->verify)
 		return;
 	if (v->verify_rc == ML_OK)

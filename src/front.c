@@ -23,6 +23,7 @@
 #include "mlauth/config.h"
 #include "mlauth/record.h"
 #include "mlauth/secret.h"
+#include "mlauth/session.h"
 #include "mlauth/store.h"
 #include "mlauth/tokenfmt.h"
 #include "mlauth/util.h"
@@ -72,7 +73,7 @@ exec_helper(char **argv)
  * Fills e on success; anything unusual is the helper's to handle and report.
  */
 static int
-file_lookup(const struct config *cfg, struct cache_entry *e)
+file_lookup(const struct config *cfg, long min_valid, struct cache_entry *e)
 {
 	struct record r;
 	struct ml_err err;
@@ -84,7 +85,8 @@ file_lookup(const struct config *cfg, struct cache_entry *e)
 	    store_file_load(path, &json, &err) != ML_OK || json == NULL ||
 	    record_from_json(json, strlen(json), &r, &err) != ML_OK)
 		goto out;
-	if (strcmp(r.issuer, cfg->issuer) != 0 || strcmp(r.client_id, cfg->client_id) != 0)
+	if (strcmp(r.issuer, cfg->issuer) != 0 || strcmp(r.client_id, cfg->client_id) != 0 ||
+	    !session_fresh(&r, min_valid, util_now()))
 		goto out;
 	e->token = r.access_token;
 	r.access_token = NULL;
@@ -113,6 +115,7 @@ serve_cached(const struct cli_globals *g, int argc, char **argv)
 	struct config cfg;
 	struct ml_err err;
 	int64_t now;
+	long min_valid;
 	int c, rc = -1;
 
 	/* The same options as the helper's token command; anything odd is its to report. */
@@ -129,12 +132,13 @@ serve_cached(const struct cli_globals *g, int argc, char **argv)
 	if (config_load(&cfg, g->profile, g->file, g->ov, g->nov, &err) != ML_OK)
 		goto out;
 	secret_undumpable();
+	min_valid = a.min_valid >= 0 ? a.min_valid : cfg.min_valid;
+	/* The kernel drops a cached token when its session needs the helper (keep-alive). */
 	if (cache_get(cfg.profile, cfg.issuer, cfg.client_id, &e) != 0 &&
-	    (cfg.store != CONFIG_STORE_FILE || file_lookup(&cfg, &e) != 0))
+	    (cfg.store != CONFIG_STORE_FILE || file_lookup(&cfg, min_valid, &e) != 0))
 		goto out;
 	now = util_now();
-	if (cache_fresh(e.expires_at, e.obtained_at, a.min_valid >= 0 ? a.min_valid :
-	    cfg.min_valid, now)) {
+	if (session_token_fresh(e.expires_at, e.obtained_at, min_valid, now)) {
 		/*
 		 * Our buffer: stdio would fstat and ioctl stdout to size its own, and
 		 * this one is wiped at the end.  Once written, even in part, the

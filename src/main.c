@@ -16,6 +16,7 @@
 #include "mlauth/cmd.h"
 #include "mlauth/http.h"
 #include "mlauth/secret.h"
+#include "mlauth/session.h"
 #include "mlauth/util.h"
 
 static const struct cmd_entry *const commands[] = {
@@ -200,6 +201,9 @@ main(int argc, char **argv)
 	struct ml_err err;
 	int status;
 
+	/* The detached half of a refresh (session_refresh.c): never a user's command line. */
+	if (argc > 1 && strcmp(argv[1], SESSION_CHILD_ARG) == 0)
+		return session_refresh_child(argc - 1, argv + 1);
 	memset(&ctx, 0, sizeof ctx);
 	err_clear(&err);
 	if (cli_parse_globals(argc, argv, options_of, &g, &err) != ML_OK) {

@@ -649,8 +649,10 @@ oidc_token_parse(long status, const char *buf, size_t len, struct oidc_tokens *t
 	char shown[64];
 	json_t *root = NULL, *tt;
 	json_int_t v;
+	bool keep_rt = false;
 	int rc, has;
 
+	memset(&e, 0, sizeof e);
 	memset(t, 0, sizeof *t);
 	t->expires_in = -1;
 	t->refresh_expires_in = -1;
@@ -680,8 +682,14 @@ oidc_token_parse(long status, const char *buf, size_t len, struct oidc_tokens *t
 		rc = oidc_token_error(&e, err);
 		goto out;
 	}
+	/* The refresh token first: it is kept even when the rest is refused (below). */
+	if ((rc = oidc_token_str(root, "refresh_token", 0x20, &t->refresh_token, err)) != ML_OK)
+		goto out;
+	keep_rt = true;
+	has = oidc_int(root, "refresh_expires_in", &v);
+	if (has > 0 && v >= 0 && v <= 10 * OIDC_MAX_LIFETIME)
+		t->refresh_expires_in = (long)v;
 	if ((rc = oidc_token_str(root, "access_token", 0x21, &t->access_token, err)) != ML_OK ||
-	    (rc = oidc_token_str(root, "refresh_token", 0x20, &t->refresh_token, err)) != ML_OK ||
 	    (rc = oidc_token_str(root, "id_token", 0x21, &t->id_token, err)) != ML_OK)
 		goto out;
 	if (t->access_token == NULL) {
@@ -716,18 +724,26 @@ oidc_token_parse(long status, const char *buf, size_t len, struct oidc_tokens *t
 	}
 	if (has > 0)
 		t->expires_in = (long)v;
-	/*
-	 * Keycloak's own member, not RFC 6749: a malformed one is ignored rather
-	 * than refusing a good token (the record then has no refresh expiry).
-	 */
-	has = oidc_int(root, "refresh_expires_in", &v);
-	if (has > 0 && v >= 0 && v <= 10 * OIDC_MAX_LIFETIME)
-		t->refresh_expires_in = (long)v;
 	rc = ML_OK;
 out:
 	json_decref(root);
-	if (rc != ML_OK)
+	if (rc != ML_OK && !keep_rt) {
 		oidc_tokens_free(t);
+	} else if (rc != ML_OK) {
+		/*
+		 * A 200 has spent the old refresh token at a rotating provider:
+		 * its new one is the session now, whatever else is wrong.
+		 * (Keycloak's refresh_expires_in, not RFC 6749, is read above;
+		 * a malformed one is ignored rather than refusing the answer.)
+		 */
+		char *rt = t->refresh_token;
+		long rexp = t->refresh_expires_in;
+
+		t->refresh_token = NULL;
+		oidc_tokens_free(t);
+		t->refresh_token = rt;
+		t->refresh_expires_in = rt != NULL ? rexp : -1;
+	}
 	return rc;
 }
 
@@ -809,6 +825,18 @@ oidc_refresh(const struct http_opts *o, const struct oidc_provider *p,
 	    (rc = http_form_add(&form, "client_id", client_id, err)) != ML_OK)
 		goto out;
 	rc = oidc_token_request(o, p, form, t, err);
+	/*
+	 * Keycloak: not_allowed (offline tokens no longer allowed for the user)
+	 * and invalid_scope ("Client no longer has requested consent") end the
+	 * session as surely as invalid_grant: only a new login helps.
+	 */
+	if (rc == ML_EFAIL && (strcmp(t->error, "not_allowed") == 0 ||
+	    strcmp(t->error, "invalid_scope") == 0)) {
+		char why[sizeof err->msg];
+
+		(void)snprintf(why, sizeof why, "%s", err->msg);
+		rc = err_set(err, ML_ELOGIN, "%.400s: run mlauth login", why);
+	}
 	oidc_scrub(err, refresh_token);
 out:
 	secret_free(form);

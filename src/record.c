@@ -65,6 +65,8 @@ record_to_json(const struct record *r, char **out, struct ml_err *err)
 	bad |= json_object_set_new(o, "expires_at", json_integer(r->expires_at));
 	bad |= json_object_set_new(o, "refresh_expires_at", json_integer(r->refresh_expires_at));
 	bad |= json_object_set_new(o, "obtained_at", json_integer(r->obtained_at));
+	if (r->refused_at != 0)
+		bad |= json_object_set_new(o, "refused_at", json_integer(r->refused_at));
 	if (!bad)
 		*out = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
 	/* jansson keeps copies of the tokens: wipe them before they are freed. */
@@ -157,6 +159,8 @@ record_from_json(const char *buf, size_t len, struct record *r, struct ml_err *e
 		bad = "obtained_at";
 	else if (get_session(o, &r->session) < 0)
 		bad = "session";
+	else if (get_time(o, "refused_at", &r->refused_at, false) < 0)
+		bad = "refused_at";
 	if (bad != NULL)
 		rc = err_set(err, ML_ESTORE, "stored session has a missing or invalid '%s'", bad);
 out:

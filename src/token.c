@@ -15,6 +15,7 @@
 #include "mlauth/jwt.h"
 #include "mlauth/lock.h"
 #include "mlauth/secret.h"
+#include "mlauth/session.h"
 #include "mlauth/token.h"
 #include "mlauth/util.h"
 
@@ -30,13 +31,13 @@ token_http_opts(const struct config *cfg, int verbose, struct http_opts *o)
 int64_t
 token_effective_min_valid(const struct record *r, long min_valid)
 {
-	return cache_min_valid(r->expires_at, r->obtained_at, min_valid);
+	return session_min_valid(r->expires_at, r->obtained_at, min_valid);
 }
 
 bool
 token_is_fresh(const struct record *r, long min_valid, int64_t now)
 {
-	return cache_fresh(r->expires_at, r->obtained_at, min_valid, now);
+	return session_fresh(r, min_valid, now);
 }
 
 int
@@ -76,7 +77,7 @@ token_cache(const struct config *cfg, const struct record *r)
 {
 	/* Best effort: without a kernel keyring the store serves every call. */
 	(void)cache_put(cfg->profile, cfg->issuer, cfg->client_id, r->access_token,
-	    r->expires_at, r->obtained_at);
+	    r->expires_at, r->obtained_at, session_cache_until(r));
 }
 
 bool
@@ -118,13 +119,12 @@ token_session_of(const struct oidc_tokens *t, const struct record *prev)
 }
 
 int
-token_store_answer(const struct config *cfg, struct store *st,
-    const struct oidc_tokens *t, const struct record *prev, const char *token_endpoint,
-    struct record *out, struct ml_err *err)
+token_answer_record(const struct config *cfg, const struct oidc_tokens *t,
+    const struct record *prev, const char *token_endpoint, struct record *out,
+    struct ml_err *err)
 {
 	struct jwt_claims claims;
 	int64_t now = util_now();
-	char *json = NULL;
 	int rc;
 
 	memset(out, 0, sizeof *out);
@@ -181,62 +181,35 @@ token_store_answer(const struct config *cfg, struct store *st,
 	    (out->refresh_token == NULL && (t->refresh_token != NULL ||
 	    (prev != NULL && prev->refresh_token != NULL))))
 		return err_set(err, ML_EFAIL, "out of memory");
+	return ML_OK;
+}
 
-	if ((rc = record_to_json(out, &json, err)) != ML_OK)
+int
+token_save(const struct config *cfg, struct store *st, const struct record *r,
+    struct ml_err *err)
+{
+	char *json = NULL;
+	int rc;
+
+	if ((rc = record_to_json(r, &json, err)) != ML_OK)
 		return rc;
 	rc = store_save(st, cfg->profile, cfg->issuer, cfg->client_id, json, err);
 	secret_free(json);
 	if (rc == ML_OK)
-		token_cache(cfg, out);
+		token_cache(cfg, r);
 	return rc;
 }
 
-/* Refresh r (the record read under the lock) and store the answer in res. */
-static int
-refresh(const struct config *cfg, int verbose, struct store *st, struct record *r,
-    struct token_result *res, struct ml_err *err)
+int
+token_store_answer(const struct config *cfg, struct store *st,
+    const struct oidc_tokens *t, const struct record *prev, const char *token_endpoint,
+    struct record *out, struct ml_err *err)
 {
-	struct oidc_provider p;
-	struct oidc_tokens t;
-	struct http_opts ho;
 	int rc;
 
-	memset(&p, 0, sizeof p);
-	memset(&t, 0, sizeof t);
-	token_http_opts(cfg, verbose, &ho);
-	if ((rc = http_global_init(err)) != ML_OK)
+	if ((rc = token_answer_record(cfg, t, prev, token_endpoint, out, err)) != ML_OK)
 		return rc;
-	/*
-	 * One request, not two: the token endpoint found at login.  Only a
-	 * definite refusal of that endpoint (it moved: 404, a redirect) is worth
-	 * a discovery and a second try; after a timeout the provider may have
-	 * used the refresh token already, and presenting it again would make a
-	 * rotating provider revoke the session.
-	 */
-	if (r->token_endpoint != NULL) {
-		p.token_endpoint = r->token_endpoint;
-		rc = oidc_refresh(&ho, &p, cfg->client_id, r->refresh_token, &t, err);
-		p.token_endpoint = NULL;
-		if (rc == ML_OK)
-			goto store;
-		/* Any other answer may have spent the refresh token: never present it twice. */
-		if (t.status != 404 && t.status != 410 && (t.status < 300 || t.status >= 400))
-			goto out;
-		oidc_tokens_free(&t);
-		err_clear(err);
-	}
-	if ((rc = oidc_discover(&ho, cfg->issuer, &p, err)) != ML_OK)
-		goto out;
-	if ((rc = oidc_refresh(&ho, &p, cfg->client_id, r->refresh_token, &t, err)) != ML_OK)
-		goto out;
-store:
-	rc = token_store_answer(cfg, st, &t, r, p.token_endpoint, &res->rec, err);
-	if (rc == ML_OK)
-		res->refreshed = true;
-out:
-	oidc_tokens_free(&t);
-	oidc_provider_free(&p);
-	return rc;
+	return token_save(cfg, st, out, err);
 }
 
 /* Fresh enough, and not the token the API just refused. */
@@ -245,7 +218,18 @@ usable(const struct record *r, const struct token_opts *o, int64_t now)
 {
 	if (o->rejected != NULL && strcmp(o->rejected, r->access_token) == 0)
 		return false;
-	return token_is_fresh(r, o->min_valid, now);
+	return session_fresh(r, o->min_valid, now);
+}
+
+/* ML_ELOGIN for a session the provider refused: no request, no lock. */
+static int
+refused(const struct record *r, struct ml_err *err)
+{
+	char when[32];
+
+	util_format_time(r->refused_at, when, sizeof when);
+	return err_set(err, ML_ELOGIN, "session expired or revoked (the provider refused it "
+	    "at %s): run mlauth login", when);
 }
 
 int
@@ -263,8 +247,17 @@ token_get_fresh(const struct config *cfg, int verbose, struct store *st,
 		goto out;
 	if (usable(&r, o, now))
 		goto serve;
+	if (session_refused(&r)) {
+		rc = refused(&r, err);
+		goto out;
+	}
 	if (o->no_refresh) {
 		int64_t left = r.expires_at - now;
+
+		/* Only the session's keep-alive is due: the token itself is good. */
+		if ((o->rejected == NULL || strcmp(o->rejected, r.access_token) != 0) &&
+		    session_token_fresh(r.expires_at, r.obtained_at, o->min_valid, now))
+			goto serve;
 
 		util_format_duration(left > 0 ? left : -left, when, sizeof when);
 		if (left > 0)
@@ -276,15 +269,20 @@ token_get_fresh(const struct config *cfg, int verbose, struct store *st,
 		goto out;
 	}
 
-	if ((rc = lock_acquire(cfg->profile, &lockfd, err)) != ML_OK)
+	if ((rc = session_lock(cfg, LOCK_WAIT_MS, &lockfd, err)) != ML_OK)
 		goto out;
 	/* Whoever held the lock before us may have refreshed already. */
 	record_free(&r);
-	if ((rc = token_load(cfg, st, &r, err)) != ML_OK)
+	if ((rc = token_load(cfg, st, &r, err)) != ML_OK ||
+	    (rc = session_recover(cfg, st, &r, res->warning, sizeof res->warning, err)) != ML_OK)
 		goto out;
 	now = util_now();
 	if (usable(&r, o, now))
 		goto serve;
+	if (session_refused(&r)) {
+		rc = refused(&r, err);
+		goto out;
+	}
 	if (r.refresh_token == NULL) {
 		rc = err_set(err, ML_ELOGIN, "the session has no refresh token and its access "
 		    "token is %s: run mlauth login", r.expires_at > now ? "about to expire" :
@@ -296,7 +294,10 @@ token_get_fresh(const struct config *cfg, int verbose, struct store *st,
 		rc = err_set(err, ML_ELOGIN, "the session expired at %s: run mlauth login", when);
 		goto out;
 	}
-	rc = refresh(cfg, verbose, st, &r, res, err);
+	rc = session_refresh(cfg, verbose, st, &lockfd, &r, &res->rec, res->warning,
+	    sizeof res->warning, err);
+	if (rc == ML_OK)
+		res->refreshed = true;
 	/*
 	 * Better a token that still works for a while than no token at all,
 	 * whether the provider is unreachable or answers nonsense (an outage
@@ -307,7 +308,8 @@ token_get_fresh(const struct config *cfg, int verbose, struct store *st,
 	    (o->rejected == NULL || strcmp(o->rejected, r.access_token) != 0)) {
 		util_format_duration(r.expires_at - util_now(), when, sizeof when);
 		(void)snprintf(res->warning, sizeof res->warning,
-		    "could not refresh (%s); using the current token, valid for %s", err->msg, when);
+		    "could not refresh (%.500s); using the current token, valid for %s", err->msg,
+		    when);
 		err_clear(err);
 		record_free(&res->rec);
 		goto serve;
@@ -336,7 +338,7 @@ token_cached(const struct config *cfg, const struct token_opts *o, struct token_
 	if (cache_get(cfg->profile, cfg->issuer, cfg->client_id, &e) != 0)
 		return false;
 	if ((o->rejected != NULL && strcmp(o->rejected, e.token) == 0) ||
-	    !cache_fresh(e.expires_at, e.obtained_at, o->min_valid, util_now())) {
+	    !session_token_fresh(e.expires_at, e.obtained_at, o->min_valid, util_now())) {
 		cache_entry_free(&e);
 		return false;
 	}

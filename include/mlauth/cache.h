@@ -26,21 +26,29 @@ struct cache_entry {
  */
 int cache_get(const char *profile, const char *issuer, const char *client_id,
     struct cache_entry *e);
-/* Cache token until expires_at (the key times out then); -1 when it cannot. */
+/*
+ * Cache token, which expires at expires_at; the key times out then, or at
+ * drop_at when that is sooner and not 0 (the session needs the helper then:
+ * session_cache_until).  -1 when it cannot.
+ */
 int cache_put(const char *profile, const char *issuer, const char *client_id,
-    const char *token, int64_t expires_at, int64_t obtained_at);
+    const char *token, int64_t expires_at, int64_t obtained_at, int64_t drop_at);
 /* Forget profile's token (logout); quiet when there is none. */
 void cache_remove(const char *profile, const char *issuer, const char *client_id);
 void cache_entry_free(struct cache_entry *e);
 
 /*
- * The one freshness rule, shared by the front's fast path and token.c so they
- * never disagree: valid for more than min_valid seconds after now, where
- * min_valid is capped at half the token's lifetime (a short-lived token is
- * not refreshed on every call).
+ * A session that a failed save could not keep (session_save_answer): its
+ * record JSON, in the user keyring under "mlauth-stash:PROFILE:CLIENT:ISSUER",
+ * readable by this user only and never written to a disk, until the store can
+ * take it (session_recover).  For this home's session only, like the cache.
+ * put and get return -1 when they cannot; get's *json is secret_free'd by the caller.
  */
-int64_t cache_min_valid(int64_t expires_at, int64_t obtained_at, long min_valid);
-bool cache_fresh(int64_t expires_at, int64_t obtained_at, long min_valid, int64_t now);
+int cache_stash_put(const char *profile, const char *issuer, const char *client_id,
+    const char *json);
+int cache_stash_get(const char *profile, const char *issuer, const char *client_id,
+    char **json);
+void cache_stash_remove(const char *profile, const char *issuer, const char *client_id);
 
 /* The payload format, exposed for tests and the fuzzer: parse len bytes into e. */
 int cache_payload_parse(const char *buf, size_t len, struct cache_entry *e);

@@ -98,9 +98,11 @@ int oidc_device_poll(const struct http_opts *o, const struct oidc_provider *p,
     struct ml_err *err);
 
 /*
- * Refresh grant; invalid_grant is ML_ELOGIN ("session expired or revoked: run
- * mlauth login").  t->refresh_token is NULL when the provider did not rotate
- * it: keep the old one then.
+ * Refresh grant; invalid_grant, not_allowed and invalid_scope are ML_ELOGIN
+ * ("... run mlauth login").  t->refresh_token is NULL when the provider did
+ * not rotate it: keep the old one then.  A 200 answer refused for anything
+ * else still leaves its refresh token in t (the provider has spent the old
+ * one): the caller must keep it.
  */
 int oidc_refresh(const struct http_opts *o, const struct oidc_provider *p,
     const char *client_id, const char *refresh_token, struct oidc_tokens *t,

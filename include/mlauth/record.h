@@ -31,6 +31,7 @@ struct record {
 	int64_t refresh_expires_at;	/* 0: unknown or no expiry (offline token) */
 	int64_t obtained_at;
 	enum record_session session;
+	int64_t refused_at;	/* the provider refused the refresh token then; 0: never */
 };
 
 /* "online", "offline", or NULL for RECORD_SESSION_UNKNOWN. */

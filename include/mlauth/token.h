@@ -92,5 +92,12 @@ enum record_session token_session_of(const struct oidc_tokens *t, const struct r
 int token_store_answer(const struct config *cfg, struct store *st,
     const struct oidc_tokens *t, const struct record *prev, const char *token_endpoint,
     struct record *out, struct ml_err *err);
+/* The record token_store_answer would store, built without storing it. */
+int token_answer_record(const struct config *cfg, const struct oidc_tokens *t,
+    const struct record *prev, const char *token_endpoint, struct record *out,
+    struct ml_err *err);
+/* Store r as the profile's session and cache its access token. */
+int token_save(const struct config *cfg, struct store *st, const struct record *r,
+    struct ml_err *err);
 
 #endif

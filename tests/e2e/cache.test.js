@@ -143,9 +143,10 @@ test('the helper opens libcurl only when it makes a request', async () => {
   assert.equal(r.code, 0, r.err);
   assert.match(r.err, /file=libsecret-1\.so\.0/, 'the helper read the keyring (keyctl forbidden)');
   assert.doesNotMatch(r.err, /libcurl/, 'a keyring read loaded libcurl');
-  // A stale token is refreshed, and that needs libcurl.
+  // A stale token is refreshed, and that needs libcurl: in the detached refresh process,
+  // whose stderr (and so the loader's trace) -v keeps.
   await ageSession(env, 200);
-  const f = await tool(NO_KEYCTL, [MLAUTH_BIN, 'token'], traced);
+  const f = await tool(NO_KEYCTL, [MLAUTH_BIN, '-v', 'token'], traced);
   assert.equal(f.code, 0);
   assert.match(f.err, /file=libcurl\.so\.4/);
   assert.notEqual(f.out, r.out, 'refreshed');

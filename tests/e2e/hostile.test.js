@@ -477,7 +477,11 @@ describe('hostile servers', { concurrency: 2 }, () => {
       ['a 503', { kind: 'json', status: 503, body: { error: 'temporarily_unavailable' } }, 4, /unavailable \(HTTP 503\)$/],
     ];
     for (const [what, beh, code, re] of cases) {
-      test(`${what}: exit ${code}, the stored session untouched`, async () => {
+      // A 200 refused for its access token or lifetime still carries a rotated refresh token.
+      const rotated = beh.kind === 'good';
+      const outcome = code === 3 ? 'the session marked refused'
+        : rotated ? 'its new refresh token kept, the next call works' : 'the stored session untouched';
+      test(`${what}: exit ${code}, ${outcome}`, async () => {
         const h = await hostile();
         const env = await loggedIn(h);
         const before = readRecord(env);
@@ -488,13 +492,28 @@ describe('hostile servers', { concurrency: 2 }, () => {
         // An answer may have spent the refresh token: it is never presented twice. Only a
         // redirect (the endpoint moved: nothing was processed) earns a discovery and a retry.
         assert.equal(h.count('refresh'), beh.kind === 'redirect' ? 2 : 1, 'refresh requests');
-        // The store is only ever replaced by a good answer.
+        // Tokens come only from a good answer; the refresh token also from a 200 whose rest
+        // is refused (the provider spent the old one); a refused one is marked, not kept.
         const now = readRecord(env);
-        assert.equal(now.refresh_token, before.refresh_token);
+        if (code === 3) {
+          assert.equal(now.refresh_token, undefined);
+          assert.ok(now.refused_at > 0);
+        } else if (rotated) {
+          assert.notEqual(now.refresh_token, before.refresh_token);
+        } else {
+          assert.equal(now.refresh_token, before.refresh_token);
+        }
         assert.equal(now.access_token, before.access_token);
         assert.deepEqual(readdirSync(join(env.XDG_STATE_HOME, 'mlauth')).filter((f) => f !== 'default.lock'), ['default.json']);
         const s = await run(['status'], { env });
-        assert.equal(s.code, 0, s.stderr);
+        assert.equal(s.code, code === 3 ? 3 : 0, s.stderr);
+        if (rotated) {
+          // No new login needed: the kept refresh token is the live one.
+          h.set({ refresh: { kind: 'good' } });
+          const t = await run([...T, 'token'], { env });
+          assert.equal(t.code, 0, t.stderr);
+          assert.match(t.stdout.trimEnd(), JWT);
+        }
       });
     }
 
@@ -516,7 +535,14 @@ describe('hostile servers', { concurrency: 2 }, () => {
         assert.equal(r.code, 0, r.stderr);
         assert.equal(r.stdout, `${before.access_token}\n`);
         assert.match(r.stderr, new RegExp(`^mlauth: warning: could not refresh \\(${why.source}\\); using the current token, valid for (1m|2m)`));
-        recordIntact(env, before);
+        if (beh.kind === 'good') {
+          // A 200 spent the old refresh token: the one it carried is kept.
+          const now = readRecord(env);
+          assert.notEqual(now.refresh_token, before.refresh_token);
+          assert.equal(now.access_token, before.access_token);
+        } else {
+          recordIntact(env, before);
+        }
       });
     }
 

@@ -14,7 +14,7 @@ test('login stores the session in the keyring and token prints a JWT the API acc
   const api = await startAPI({ issuer: op.issuer });
   const r = await login(env, op);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /^Logged in as Alice Example \(alice@example\.test\) to http:\/\/127\.0\.0\.1:\d+\/realms\/test; token valid until \d\d:\d\d, session without a fixed end\n$/);
+  assert.match(r.stdout, /^Logged in as Alice Example \(alice@example\.test\) to http:\/\/127\.0\.0\.1:\d+\/realms\/test; token valid until \d\d:\d\d, offline session, renewed by every refresh\n$/);
   assert.match(r.stderr, /open this link in a browser/);
 
   const t = await run(['token'], { env });

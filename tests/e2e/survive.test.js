@@ -5,15 +5,20 @@
 // "Stale" without waiting: the stored record's clock is moved the way time would move it
 // and the kernel-keyring cache entry dropped, as the kernel does at expiry.
 import assert from 'node:assert/strict';
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { run, spawnMlauth, startOP, stopAll, tmpEnv } from './rig.js';
 import { JWT, forgetCache } from './fixtures.js';
 
 const issuers = new Set();
+const mounts = [];
 after(async () => {
   for (const i of issuers) forgetCache(i);
+  for (const m of mounts) {
+    try { execFileSync('umount', ['-l', m], { stdio: 'ignore' }); } catch { /* gone */ }
+  }
   await stopAll();
 });
 
@@ -82,6 +87,240 @@ describe('one lock per profile, whatever the environment', () => {
     age(u, -30);
     const again = await run(['token'], { env: u.cron });
     assert.equal(again.code, 0, again.stderr);
+    assert.equal((await op.counters()).refresh_errors, 0);
+  });
+});
+
+// ---- a refresh outlives its caller ------------------------------------------------------
+
+const KILLS = Number(process.env.SURVIVE_KILLS || 24);
+
+/**
+ * n forced refreshes of u, each hit by `how` (a signal, to the process or its whole group)
+ * at a uniformly random moment of the call; after each, the next `mlauth token` must work
+ * without a new login. Returns the counts.
+ */
+async function killRuns(u, env, n, how) {
+  const stats = { runs: 0, hit: 0, lost: 0 };
+  for (let i = 0; i < n; i++) {
+    age(u, -60);
+    const h = spawnMlauth(['token'], { env });
+    const timer = setTimeout(() => h.kill(how.signal, { group: how.group }),
+      Math.floor(Math.random() * 450));
+    const r = await h.done;
+    clearTimeout(timer);
+    stats.runs++;
+    if (r.signal || r.code === 130) stats.hit++;
+    const t = await run(['token'], { env, timeoutMs: 30_000 });
+    if (t.code !== 0) {
+      stats.lost++;
+      assert.match(t.stderr, /run mlauth login/, t.stderr);
+      const again = spawnMlauth(['login', '--no-browser', '--force'], { env });
+      const m = await again.waitFor(/shows the code (\S+)/, { stream: 'stderr' });
+      await u.op.approve(m[1]);
+      assert.equal((await again.done).code, 0);
+    } else {
+      assert.match(t.stdout.trimEnd(), JWT);
+    }
+  }
+  return stats;
+}
+
+describe('a refresh, once sent, completes and is saved whatever happens to its caller', () => {
+  const hows = [
+    { name: 'SIGKILL', signal: 'SIGKILL' },
+    { name: 'SIGINT', signal: 'SIGINT' },
+    { name: 'SIGTERM', signal: 'SIGTERM' },
+    { name: 'SIGHUP', signal: 'SIGHUP' },
+    { name: 'SIGKILL to the process group', signal: 'SIGKILL', group: true },
+  ];
+  test(`${KILLS} token calls per signal, each killed at a random moment of a refresh: no session lost`, async () => {
+    // oidc-provider rotates refresh tokens and revokes the grant when a spent one comes back.
+    const op = await startOP({ accessTtl: 3600, interval: 1 });
+    const users = await Promise.all(hows.map(() => fileUser(op)));
+    await op.set({ tokenDelayMs: 150 }); // the request is in flight for a while
+    const results = await Promise.all(hows.map((how, i) => killRuns(users[i], users[i].cron, KILLS, how)));
+    const c = await op.counters();
+    const report = hows.map((how, i) => `${how.name}: ${results[i].lost} of ${results[i].runs} lost (${results[i].hit} hit)`).join('; ');
+    process.stderr.write(`# survive: ${report}\n`);
+    for (const [i, r] of results.entries()) {
+      assert.equal(r.lost, 0, `${hows[i].name}: ${report}`);
+      assert.ok(r.hit >= r.runs / 4, `${hows[i].name}: too few calls were hit (${report})`);
+    }
+    assert.equal(c.refresh_errors, 0, 'no spent refresh token was ever presented');
+  });
+});
+
+// ---- a refused refresh token is never presented again --------------------------------------
+
+async function refusedOnce(u, env, refuse) {
+  age(u, -60);
+  await u.op.resetCounters();
+  await refuse();
+  const r = await run(['token'], { env });
+  assert.equal(r.code, 3, r.stderr);
+  assert.match(r.stderr, /run mlauth login/);
+  assert.equal((await u.op.counters()).refresh, 1);
+  // Marked in the record: the next calls do not ask the provider again.
+  const rec = record(u);
+  assert.ok(rec.refused_at > 0, JSON.stringify(Object.keys(rec)));
+  assert.equal(rec.refresh_token, undefined, 'the refused refresh token is gone from the store');
+  for (let i = 0; i < 2; i++) {
+    const again = await run(['token'], { env });
+    assert.equal(again.code, 3, again.stderr);
+    assert.match(again.stderr, /^mlauth: session expired or revoked \(the provider refused it at [\d-]+ [\d:]+\): run mlauth login\n$/);
+  }
+  assert.equal((await u.op.counters()).refresh, 1, 'a refused refresh token is never presented again');
+  const s = await run(['status'], { env });
+  assert.equal(s.code, 3, s.stdout);
+  assert.match(s.stdout, /^Session: +session ended by the provider \(refresh refused at .*\): run mlauth login$/m);
+  // And login needs no --force.
+  const h = spawnMlauth(['login', '--no-browser'], { env });
+  const m = await h.waitFor(/shows the code (\S+)/, { stream: 'stderr' });
+  await u.op.approve(m[1]);
+  const l = await h.done;
+  assert.equal(l.code, 0, l.stderr);
+  assert.doesNotMatch(l.stderr, /Already logged in/);
+  const t = await run(['token'], { env });
+  assert.equal(t.code, 0, t.stderr);
+  assert.ok(!record(u).refused_at, 'a new login clears the mark');
+}
+
+describe('a refresh token the provider refused', () => {
+  test('a revoked session: exit 3 once from the provider, then without asking it; login without --force', async () => {
+    const op = await startOP({ accessTtl: 3600, interval: 1 });
+    const u = await fileUser(op);
+    await refusedOnce(u, u.ssh, () => op.revokeAll());
+  });
+
+  test('not_allowed at refresh (offline tokens no longer allowed): exit 3, not 1', async () => {
+    const op = await startOP({ accessTtl: 3600, interval: 1 });
+    const u = await fileUser(op);
+    await refusedOnce(u, u.ssh, () => op.set({ refreshError: { error: 'not_allowed', error_description: 'Offline tokens not allowed for the user or client' } }));
+  });
+
+  test('invalid_scope at refresh (consent revoked): exit 3 with the provider\'s reason', async () => {
+    const op = await startOP({ accessTtl: 3600, interval: 1 });
+    const u = await fileUser(op);
+    age(u, -60);
+    await op.set({ refreshError: { error: 'invalid_scope', error_description: 'Client no longer has requested consent' } });
+    const r = await run(['token'], { env: u.ssh });
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /invalid_scope \(Client no longer has requested consent\): run mlauth login\n$/);
+    assert.ok(record(u).refused_at > 0);
+  });
+});
+
+// ---- a rotated refresh token is never thrown away ------------------------------------------
+
+/** A tiny tmpfs of our own as the state directory, so a test can fill it. */
+function smallStateDir(home) {
+  const dir = join(home.dir, 'small-state');
+  mkdirSync(dir, { mode: 0o700 });
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0700', 'tmpfs', dir]);
+  mounts.push(dir);
+  return dir;
+}
+
+describe('a rotated refresh token is kept whatever fails after the answer', () => {
+  test('disk full during the save: kept in the kernel keyring, saved by the next run', async () => {
+    const op = await startOP({ accessTtl: 3600, interval: 1 });
+    const home = tmpEnv();
+    const state = smallStateDir(home);
+    issuers.add(op.issuer);
+    const env = { HOME: home.env.HOME, XDG_STATE_HOME: state, MLAUTH_STORE: 'file', MLAUTH_ISSUER: op.issuer };
+    const u = { op, file: join(state, 'mlauth/default.json') };
+    const h = spawnMlauth(['login', '--no-browser'], { env });
+    await op.approve((await h.waitFor(/shows the code (\S+)/, { stream: 'stderr' }))[1]);
+    assert.equal((await h.done).code, 0);
+    const before = age(u, -60);
+    const filler = join(state, 'filler');
+    try {
+      execFileSync('dd', ['if=/dev/zero', `of=${filler}`, 'bs=4096'], { stdio: 'ignore' });
+    } catch { /* stopped by ENOSPC, as meant */ }
+
+    const t = await run(['token'], { env });
+    assert.equal(t.code, 0, t.stderr);
+    assert.match(t.stdout.trimEnd(), JWT);
+    assert.notEqual(t.stdout.trimEnd(), before.access_token);
+    assert.match(t.stderr, /warning: the refreshed session could not be saved \(.*No space left on device.*\); it is kept in the kernel keyring \(memory only\)/);
+    assert.equal(record(u).refresh_token, before.refresh_token, 'the full disk took nothing');
+
+    rmSync(filler);
+    forgetCache(op.issuer);
+    const t2 = await run(['token'], { env });
+    assert.equal(t2.code, 0, t2.stderr);
+    assert.equal(t2.stdout, t.stdout, 'the session refreshed before is the one used');
+    assert.match(t2.stderr, /warning: saved the session refreshed at .*, which could not be saved then/);
+    const saved = record(u);
+    assert.notEqual(saved.refresh_token, before.refresh_token);
+    assert.equal(saved.access_token, t.stdout.trimEnd());
+    // It is the live refresh token: with reuse detection, a spent one would revoke the session.
+    age(u, -60);
+    const t3 = await run(['token'], { env });
+    assert.equal(t3.code, 0, t3.stderr);
+    assert.equal(t3.stderr, '', 'saved once: no more warnings');
+    assert.equal((await op.counters()).refresh_errors, 0);
+  });
+});
+
+// ---- the device flow rides out a network drop ----------------------------------------------
+
+describe('login polling through transient failures', () => {
+  for (const [what, failure] of [['5xx answers', 503], ['hang-ups', 'close']]) {
+    test(`${what} while polling: login backs off, keeps the code and succeeds, with one note`, async () => {
+      const op = await startOP({ accessTtl: 3600, interval: 1 });
+      const home = tmpEnv();
+      const env = { ...home.env, MLAUTH_STORE: 'file', MLAUTH_ISSUER: op.issuer };
+      issuers.add(op.issuer);
+      await op.set({ pollFailures: 3, pollFailure: failure });
+      const h = spawnMlauth(['login', '--no-browser'], { env });
+      const m = await h.waitFor(/shows the code (\S+)/, { stream: 'stderr' });
+      await h.waitFor(/cannot be reached/, { stream: 'stderr', timeoutMs: 20_000 });
+      await op.approve(m[1]);
+      const r = await h.done;
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^Logged in as Alice Example/);
+      assert.equal(r.stderr.match(/cannot be reached/g).length, 1, r.stderr);
+      assert.match(r.stderr, /^The identity provider cannot be reached \(.*\); still waiting, trying less often\.$/m);
+      const c = await op.counters();
+      assert.ok(c.device_token >= 4, JSON.stringify(c));
+      assert.equal((await run(['token'], { env })).code, 0);
+    });
+  }
+});
+
+// ---- logins beside refreshes ----------------------------------------------------------------
+
+describe('logins at the same time as refreshes and other logins', () => {
+  test('two logins at once, and a login during a refresh in flight: one consistent session', async () => {
+    const op = await startOP({ accessTtl: 3600, interval: 1 });
+    const u = await fileUser(op);
+    const env = u.ssh;
+    const logins = [0, 1].map(() => spawnMlauth(['login', '--no-browser', '--force'], { env }));
+    for (const h of logins) await op.approve((await h.waitFor(/shows the code (\S+)/, { stream: 'stderr' }))[1]);
+    for (const h of logins) assert.equal((await h.done).code, 0);
+    let rec = record(u);
+    assert.match(rec.access_token, JWT);
+    // A refresh in flight (slow provider) while a third login saves.
+    age(u, -60);
+    await op.set({ tokenDelayMs: 1500 });
+    const login = spawnMlauth(['login', '--no-browser', '--force'], { env });
+    const code = (await login.waitFor(/shows the code (\S+)/, { stream: 'stderr' }))[1];
+    const refresh = spawnMlauth(['token'], { env });
+    await op.approve(code);
+    const [l, t] = await Promise.all([login.done, refresh.done]);
+    assert.equal(l.code, 0, l.stderr);
+    assert.equal(t.code, 0, t.stderr);
+    await op.set({ tokenDelayMs: 0 });
+    rec = record(u);
+    // Whichever saved last, the stored session is whole and its refresh token is live.
+    const s = await run(['status'], { env });
+    assert.equal(s.code, 0, s.stderr);
+    age(u, -60);
+    const again = await run(['token'], { env });
+    assert.equal(again.code, 0, again.stderr);
+    assert.notEqual(again.stdout.trimEnd(), rec.access_token);
     assert.equal((await op.counters()).refresh_errors, 0);
   });
 });

@@ -1,4 +1,4 @@
-/* The kernel-keyring token cache: payload, freshness rule, and a real round trip. */
+/* The kernel-keyring token cache: payload, a real round trip, the stash of unsaved sessions. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,20 +56,6 @@ payload_bad(void **state)
 	cache_entry_free(&e);
 }
 
-static void
-freshness_rule(void **state)
-{
-	/* A 2-hour token: the default 300 s margin applies. */
-	assert_true(cache_fresh(10000, 2800, 300, 9699));
-	assert_false(cache_fresh(10000, 2800, 300, 9700));
-	/* A 4-second token: min_valid is capped at half its life. */
-	assert_int_equal(cache_min_valid(104, 100, 300), 2);
-	assert_true(cache_fresh(104, 100, 300, 101));
-	assert_false(cache_fresh(104, 100, 300, 102));
-	/* Unknown obtained_at: no cap. */
-	assert_int_equal(cache_min_valid(104, 0, 300), 300);
-}
-
 /* Some containers forbid keyctl: then there is nothing to test, and it is no pass. */
 static int
 kernel_keyring_usable(void)
@@ -88,7 +74,7 @@ kernel_round_trip(void **state)
 	(void)snprintf(issuer, sizeof issuer, "http://127.0.0.1:1/realms/unit-%d", (int)getpid());
 	if (!kernel_keyring_usable())
 		skip();
-	assert_int_equal(cache_put("unit", issuer, "client", "x.y.z", now + 60, now), 0);
+	assert_int_equal(cache_put("unit", issuer, "client", "x.y.z", now + 60, now, 0), 0);
 	assert_int_equal(cache_get("unit", issuer, "client", &e), 0);
 	assert_string_equal(e.token, "x.y.z");
 	assert_int_equal(e.expires_at, now + 60);
@@ -112,14 +98,14 @@ kernel_round_trip(void **state)
 	assert_int_equal(cache_get("other", issuer, "client", &e), -1);
 	assert_int_equal(cache_get("unit", "http://127.0.0.1:2/realms/x", "client", &e), -1);
 	/* An update replaces the payload in place. */
-	assert_int_equal(cache_put("unit", issuer, "client", "new.tok.en", now + 90, now), 0);
+	assert_int_equal(cache_put("unit", issuer, "client", "new.tok.en", now + 90, now, 0), 0);
 	assert_int_equal(cache_get("unit", issuer, "client", &e), 0);
 	assert_string_equal(e.token, "new.tok.en");
 	cache_entry_free(&e);
 	cache_remove("unit", issuer, "client");
 	assert_int_equal(cache_get("unit", issuer, "client", &e), -1);
 	/* An expired token is never cached. */
-	assert_int_equal(cache_put("unit", issuer, "client", "old.tok.en", now - 1, now - 60), -1);
+	assert_int_equal(cache_put("unit", issuer, "client", "old.tok.en", now - 1, now - 60, 0), -1);
 }
 
 static void
@@ -133,12 +119,68 @@ kernel_timeout(void **state)
 	if (!kernel_keyring_usable())
 		skip();
 	/* Two seconds, so the second ticking over before the put still leaves one. */
-	assert_int_equal(cache_put("unit", issuer, "client", "a.b.c", expires, now), 0);
+	assert_int_equal(cache_put("unit", issuer, "client", "a.b.c", expires, now, 0), 0);
 	/* The key's timeout is the time left, rounded up: by expires + 1 it is gone. */
 	while (util_now() < expires + 1)
 		(void)nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
 	/* The kernel dropped the key when the token expired. */
 	assert_int_equal(cache_get("unit", issuer, "client", &e), -1);
+}
+
+/* A session due for its keep-alive leaves the cache then, before its token expires. */
+static void
+kernel_drop_at(void **state)
+{
+	char issuer[64];
+	struct cache_entry e;
+	int64_t now = util_now();
+
+	(void)snprintf(issuer, sizeof issuer, "http://127.0.0.1:1/realms/drop-%d", (int)getpid());
+	if (!kernel_keyring_usable())
+		skip();
+	assert_int_equal(cache_put("unit", issuer, "client", "a.b.c", now + 3600, now, now + 2), 0);
+	assert_int_equal(cache_get("unit", issuer, "client", &e), 0);
+	cache_entry_free(&e);
+	while (util_now() < now + 3)
+		(void)nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
+	assert_int_equal(cache_get("unit", issuer, "client", &e), -1);
+}
+
+static void
+stash_round_trip(void **state)
+{
+	char issuer[64], *json = NULL;
+
+	(void)snprintf(issuer, sizeof issuer, "http://127.0.0.1:1/realms/stash-%d", (int)getpid());
+	if (!kernel_keyring_usable())
+		skip();
+	assert_int_equal(cache_stash_put("unit", issuer, "client", "{\"a\":1}"), 0);
+	assert_int_equal(cache_stash_get("unit", issuer, "client", &json), 0);
+	assert_string_equal(json, "{\"a\":1}");
+	free(json);
+	/* Not the cache's key, and not another client's. */
+	{
+		struct cache_entry e;
+
+		assert_int_equal(cache_get("unit", issuer, "client", &e), -1);
+	}
+	assert_int_equal(cache_stash_get("unit", issuer, "other", &json), -1);
+	/* Another home's stash is not this one's. */
+	{
+		const char *old = getenv("XDG_STATE_HOME");
+		char *saved = old ? strdup(old) : NULL;
+
+		setenv("XDG_STATE_HOME", "/tmp/mlauth-unit-other-home", 1);
+		assert_int_equal(cache_stash_get("unit", issuer, "client", &json), -1);
+		if (saved != NULL) {
+			setenv("XDG_STATE_HOME", saved, 1);
+			free(saved);
+		} else {
+			unsetenv("XDG_STATE_HOME");
+		}
+	}
+	cache_stash_remove("unit", issuer, "client");
+	assert_int_equal(cache_stash_get("unit", issuer, "client", &json), -1);
 }
 
 int
@@ -147,8 +189,9 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(payload_good),
 		cmocka_unit_test(payload_bad),
-		cmocka_unit_test(freshness_rule),
 		cmocka_unit_test(kernel_round_trip),
+		cmocka_unit_test(kernel_drop_at),
+		cmocka_unit_test(stash_round_trip),
 		cmocka_unit_test(kernel_timeout),
 	};
 

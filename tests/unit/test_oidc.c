@@ -359,13 +359,38 @@ token_bad(long status, const char *ans, int code, const char *needle)
 	oidc_tokens_free(&t);
 }
 
+/*
+ * A 200 refused for its access token or lifetime: the refresh token it
+ * carries is left in t, since a rotating provider has spent the old one.
+ */
+static void
+token_bad_keeps_refresh(const char *ans, const char *needle)
+{
+	struct oidc_tokens t;
+	struct ml_err err;
+
+	err.msg[0] = '\0';
+	assert_int_equal(oidc_token_parse(200, ans, strlen(ans), &t, &err), ML_EFAIL);
+	msg_has(err.msg, needle);
+	msg_lacks(err.msg, "eyJ");
+	assert_null(t.access_token);
+	assert_null(t.id_token);
+	assert_non_null(t.refresh_token);
+	assert_string_equal(t.refresh_token, RT);
+	assert_int_equal(t.refresh_expires_in, 1800);
+	oidc_tokens_free(&t);
+	assert_null(t.refresh_token);
+}
+
 static void
 token_malformed(void **state)
 {
-	token_bad(200, "{\"refresh_token\":\"" RT "\",\"expires_in\":300}", ML_EFAIL,
-	    "no access_token");
-	token_bad(200, "{\"access_token\":\"\",\"refresh_token\":\"" RT "\"}", ML_EFAIL,
-	    "no access_token");
+	token_bad_keeps_refresh("{\"refresh_token\":\"" RT "\",\"refresh_expires_in\":1800,"
+	    "\"expires_in\":300}", "no access_token");
+	token_bad_keeps_refresh("{\"access_token\":\"\",\"refresh_token\":\"" RT "\","
+	    "\"refresh_expires_in\":1800}", "no access_token");
+	token_bad_keeps_refresh("{\"access_token\":\"" AT "\",\"refresh_token\":\"" RT "\","
+	    "\"refresh_expires_in\":1800,\"expires_in\":0}", "expires_in");
 	token_bad(200, "{\"access_token\":42}", ML_EFAIL, "access_token is not a string");
 	/* A line break would smuggle a header into `curl -H "$(mlauth token --header)"`. */
 	token_bad(200, "{\"access_token\":\"eyJa\\r\\nX-Evil: 1\"}", ML_EFAIL, "access_token");

@@ -83,7 +83,8 @@ const knobs = {
   // hangs up: { grant, when: 'before' } drops the request unprocessed (as if it never came),
   // { grant, when: 'after' } processes it and keeps a 200 answer from the client (the answer
   // lost on the way back). `held` counts them, so a test kills its client on that event
-  // rather than after a guessed delay.
+  // rather than after a guessed delay.  Clearing it (hold: null) lets what is held go on,
+  // to clients that still wait (mlauth's detached refresh does; a killed process does not).
   hold: null,
   // A refresh answer without a refresh_token (RFC 6749 section 6: the client keeps its own).
   omitRefreshToken: false,
@@ -100,6 +101,11 @@ const knobs = {
   // The key set at jwks_uri: 'other-key' = a stranger's key under the real key's kid,
   // 'unavailable' = HTTP 503.
   jwksFault: null,
+  // The next refresh is answered with this OAuth error ({ error, error_description, status }).
+  refreshError: null,
+  // The next N device-code polls fail: pollFailure 'close' hangs up, a number is that status.
+  pollFailures: 0,
+  pollFailure: 503,
 };
 
 const COUNTER_NAMES = ['discovery', 'device_authorization', 'token', 'device_token', 'refresh',
@@ -433,6 +439,7 @@ async function control(provider, req, res, path) {
       const unknown = Object.keys(body).filter((k) => !(k in knobs));
       if (unknown.length) return sendJson(res, 400, { error: `unknown setting ${unknown.join(', ')}` });
       Object.assign(knobs, body);
+      if ('hold' in body && !body.hold) releaseHeld();
       return sendJson(res, 200, knobs);
     }
     default:
@@ -444,11 +451,21 @@ const HOLD_GRANTS = { refresh_token: 'refresh_token', device_code: DEVICE_GRANT 
 
 // Keeps a successful answer from the client (which is then killed): the grant is processed
 // and its tokens spent, the bytes never sent. Other answers (authorization_pending) pass.
+// Called when a test clears `hold`: held requests go on, held answers are sent (to a
+// client that still listens; one killed meanwhile is gone, its answer with it).
+let onRelease = [];
+function releaseHeld() {
+  const fns = onRelease;
+  onRelease = [];
+  for (const f of fns) f();
+}
+
 function holdAnswer(res) {
   const end = res.end.bind(res);
   res.end = (...a) => {
     if (res.statusCode !== 200) return end(...a);
     counters.held += 1;
+    onRelease.push(() => { if (!res.socket?.destroyed) end(...a); });
     return res;
   };
 }
@@ -499,10 +516,28 @@ async function handle(provider, callback, req, res) {
       if (knobs.hold && grantType === HOLD_GRANTS[knobs.hold.grant]) {
         if (knobs.hold.when === 'before') {
           counters.held += 1;
-          if (!req.socket.destroyed) await new Promise((r) => { res.once('close', r); });
-          return undefined;
+          // Until the client hangs up, or the test lets go (hold: null): then the request
+          // is served after all, as a slow provider would, if its client still waits.
+          const released = await new Promise((r) => {
+            if (req.socket.destroyed) return r(false);
+            res.once('close', () => r(false));
+            onRelease.push(() => r(true));
+            return undefined;
+          });
+          if (!released || req.socket.destroyed) return undefined;
+        } else {
+          holdAnswer(res);
         }
-        holdAnswer(res);
+      }
+      if (grantType === 'refresh_token' && knobs.refreshError) {
+        const e = knobs.refreshError;
+        knobs.refreshError = null;
+        return oauthError(res, e.status || 400, e.error, e.error_description);
+      }
+      if (grantType === DEVICE_GRANT && knobs.pollFailures > 0) {
+        knobs.pollFailures -= 1;
+        if (knobs.pollFailure === 'close') return req.socket.destroy();
+        return sendJson(res, knobs.pollFailure, { error: 'server_error', error_description: 'Down for maintenance' });
       }
       if (grantType === DEVICE_GRANT && knobs.offlineNotAllowed) {
         const code = await provider.DeviceCode.find(params.get('device_code') || '');
