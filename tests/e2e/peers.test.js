@@ -282,6 +282,48 @@ describe('OpenID Provider', () => {
       await op.set({ scopeRejectOffline: false, discoveryIssuer: null, dateSkew: 0, tokenDelayMs: 0, accessTtl: 60 });
     }
   });
+
+  test('hold keeps a refresh unprocessed, or its answer unsent, until the client hangs up; omitRefreshToken', async () => {
+    /** A refresh the client gives up on once the provider counts it as held. */
+    async function abandoned(refreshToken) {
+      const { held } = await op.counters();
+      const ac = new AbortController();
+      const req = fetch(discovery.token_endpoint, {
+        method: 'POST', signal: ac.signal,
+        body: new URLSearchParams({ client_id: CLIENT_ID, grant_type: 'refresh_token', refresh_token: refreshToken }),
+      }).then(() => 'answered', (e) => e.name);
+      await op.until('held', held + 1);
+      ac.abort();
+      assert.equal(await req, 'AbortError');
+    }
+    try {
+      const t = await login();
+      await op.set({ hold: { grant: 'refresh_token', when: 'before' } });
+      await abandoned(t.refresh_token);
+      await op.set({ hold: null });
+      // Never processed: the refresh token is unspent, and rotation gives a new one.
+      const r1 = await refresh(t.refresh_token);
+      assert.equal(r1.status, 200, JSON.stringify(r1.body));
+
+      await op.set({ hold: { grant: 'refresh_token', when: 'after' } });
+      await abandoned(r1.body.refresh_token);
+      await op.set({ hold: null });
+      // Processed: that refresh token was spent, so presenting it again is reuse.
+      const r2 = await refresh(r1.body.refresh_token);
+      assert.equal(r2.status, 400);
+      assert.equal(r2.body.error, 'invalid_grant');
+
+      await op.set({ omitRefreshToken: true });
+      const t2 = await login();
+      const r3 = await refresh(t2.refresh_token);
+      assert.equal(r3.status, 200, JSON.stringify(r3.body));
+      assert.ok(r3.body.access_token);
+      assert.equal(r3.body.refresh_token, undefined);
+      assert.equal(r3.body.refresh_expires_in, undefined);
+    } finally {
+      await op.set({ hold: null, omitRefreshToken: false });
+    }
+  });
 });
 
 describe('messages API', () => {
