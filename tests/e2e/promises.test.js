@@ -184,3 +184,13 @@ test('doctor asks the API only with a token valid for 30 s more', async () => {
   assert.match(r.stdout, /^ok {4}messages_api +\S+ answered HTTP 200 /m);
   assert.equal((await api.requests()).length, 1);
 });
+
+test('doctor warns when ANTHROPIC_BASE_URL is not api_base, and not when it is', async () => {
+  const { env } = await setup({ keyring: false });
+  const other = await run(['doctor'], { env: { ...env, ANTHROPIC_BASE_URL: 'https://elsewhere.example/x' } });
+  assert.match(other.stdout, /^warn {2}environment +ANTHROPIC_BASE_URL is https:\/\/elsewhere\.example\/x, not api_base https:\/\/mlaas\.virtuosgames\.com\/proxy\/anthropic/m);
+  for (const same of ['https://mlaas.virtuosgames.com/proxy/anthropic', 'https://mlaas.virtuosgames.com/proxy/anthropic/']) {
+    const r = await run(['doctor'], { env: { ...env, ANTHROPIC_BASE_URL: same } });
+    assert.match(r.stdout, /^ok {4}environment /m, same);
+  }
+});
