@@ -37,7 +37,8 @@ function tmux(sock, args) {
 /**
  * Runs `mlauth ARGS` in a terminal of cols x rows (default 100x40) with exactly env (plus
  * PATH and LANG, as the rig gives every child).
- * Returns { screen({escapes, join}), waitFor(re), dead(), alive(), keys(k), stop() }.
+ * Returns { screen({escapes, join}), output(), waitFor(re), dead(), alive(), keys(k), stop() }.
+ * waitFor and dead wait for what they wait for; their timeouts only guard against a hang.
  */
 export async function terminal(args, env, { cols = 100, rows = 40 } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'mlauth-tty-'));
@@ -45,6 +46,8 @@ export async function terminal(args, env, { cols = 100, rows = 40 } = {}) {
   const conf = join(dir, 'tmux.conf');
   const script = join(dir, 'run.sh');
   const statusFile = join(dir, 'status');
+  const go = join(dir, 'go');
+  const log = join(dir, 'output');
   const words = Object.entries({ PATH: process.env.PATH, LANG: 'C.UTF-8', ...env })
     .map(([k, v]) => shq(`${k}=${v}`));
   // The script outlives mlauth to write down its exit status: tmux 3.3 loses it when the
@@ -55,6 +58,8 @@ export async function terminal(args, env, { cols = 100, rows = 40 } = {}) {
     'trap : INT',
     // tmux 3.3 scrolls a dead pane up a line to show "Pane is dead": a blank line to lose.
     'echo',
+    // mlauth starts once everything it writes is copied to the output file (pipe-pane).
+    `while [ ! -e ${shq(go)} ]; do sleep 0.01; done`,
     `env -i ${words.join(' ')} ${shq(MLAUTH_BIN)} ${args.map(shq).join(' ')}`,
     `echo $? >${shq(`${statusFile}.new`)} && mv ${shq(`${statusFile}.new`)} ${shq(statusFile)}`,
     '',
@@ -64,6 +69,9 @@ export async function terminal(args, env, { cols = 100, rows = 40 } = {}) {
   const started = await tmux(sock, ['-f', conf, 'new-session', '-d', '-s', 'term', '-x', String(cols), '-y', String(rows), script]);
   assert.equal(started.code, 0, `tmux did not start: ${started.stderr}`);
   const pid = Number((await tmux(sock, ['display-message', '-p', '-t', 'term', '#{pid}'])).stdout);
+  const piped = await tmux(sock, ['pipe-pane', '-t', 'term', `cat >>${shq(log)}`]);
+  assert.equal(piped.code, 0, `tmux pipe-pane: ${piped.stderr}`);
+  writeFileSync(go, '');
   const server = {
     pid,
     dir,
@@ -88,7 +96,9 @@ export async function terminal(args, env, { cols = 100, rows = 40 } = {}) {
   };
   return {
     screen,
-    async waitFor(re, timeoutMs = 15_000) {
+    /** Every byte mlauth wrote to the terminal so far, escapes and redrawn lines included. */
+    output: () => (existsSync(log) ? readFileSync(log, 'utf8') : ''),
+    async waitFor(re, timeoutMs = 120_000) {
       const end = Date.now() + timeoutMs;
       let text = '';
       while (Date.now() < end) {
@@ -100,7 +110,7 @@ export async function terminal(args, env, { cols = 100, rows = 40 } = {}) {
       throw new Error(`timed out waiting for ${re} on the screen:\n${text}`);
     },
     /** mlauth's exit status (as the shell reports it: 130 for SIGINT), once it ended. */
-    async dead(timeoutMs = 15_000) {
+    async dead(timeoutMs = 120_000) {
       const end = Date.now() + timeoutMs;
       while (Date.now() < end) {
         // The pane is dead once tmux read the terminal to its end: all output is on screen.
