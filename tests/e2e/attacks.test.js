@@ -371,7 +371,10 @@ describe('tokens in memory', () => {
   /** Runs mlauth ARGS until the peer saw `route`, then reads its memory for the secrets. */
   async function heldWhile(h, env, args, route, secrets) {
     const p = spawnMlauth(args, { env });
-    for (let i = 0; i < 600 && h.count(route) === 0; i++) await sleep(25);
+    while (h.count(route) === 0) {
+      assert.equal(p.child.exitCode, null, `mlauth ended before its ${route} request: ${p.stderr}`);
+      await sleep(25);
+    }
     assert.equal(h.count(route), 1, `the ${route} request is out`);
     const found = secrets.map((x) => find(p.pid, x));
     p.kill('SIGKILL');

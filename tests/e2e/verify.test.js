@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { run, stopAll } from './rig.js';
-import { login, setup, sleep, storedRecord } from './fixtures.js';
+import { ageSession, login, setup, storedRecord } from './fixtures.js';
 
 after(stopAll);
 
@@ -87,14 +87,14 @@ test('status --verify checks the access token\'s signature, issuer and expiry', 
 });
 
 test('libjwt is loaded only to validate: not by status, token or a refresh', async () => {
-  const { op, env } = await setup({ op: { accessTtl: 4 } });
+  const { op, env } = await setup();
   assert.equal((await login(env, op)).code, 0);
   // The dynamic loader names every library it maps (LD_DEBUG=files), dlopen'ed ones too.
   const traced = { ...env, LD_DEBUG: 'files' };
   const s = await run(['status'], { env: traced });
   assert.equal(s.code, 0, s.stderr);
   assert.doesNotMatch(s.stderr, /libjwt|mlauth-jwt\.so|libcrypto/);
-  await sleep(2300); // past half its 4 s life: the next token call refreshes
+  await ageSession(env, 200); // stale: the next token call refreshes
   // -v: the refresh runs in a detached process whose stderr (the loader's trace) -v keeps.
   const t = await run(['-v', 'token'], { env: traced });
   assert.equal(t.code, 0, t.stderr);
