@@ -353,7 +353,8 @@ run_with_proxy(struct cmd_ctx *ctx, long min_valid, char **argv)
 	}
 	status = run_child(ctx, argv, &ce);
 	if (ctx->verbose)
-		cmd_info(ctx, "mlauth: proxy served %lu requests", proxy_requests(p));
+		cmd_info(ctx, "mlauth: the proxy served %lu requests (%lu tokens replaced "
+		    "after a 401)", proxy_requests(p), proxy_refreshes(p));
 	proxy_stop(p, EXEC_PROXY_GRACE_MS);
 	return status;
 }

@@ -120,8 +120,8 @@ serve(struct cmd_ctx *ctx, long min_valid, unsigned port)
 	while (stop_signal == 0)
 		(void)nanosleep(&tick, NULL);
 	if (ctx->verbose)
-		cmd_info(ctx, "mlauth: stopping the proxy (%lu requests served)",
-		    proxy_requests(p));
+		cmd_info(ctx, "mlauth: stopping the proxy (%lu requests served, %lu tokens "
+		    "replaced after a 401)", proxy_requests(p), proxy_refreshes(p));
 	proxy_unpublish(fd);
 	proxy_stop(p, PROXY_GRACE_MS);
 	return ML_OK;

@@ -898,9 +898,14 @@ proxy_requests(const struct proxy *p)
 }
 
 unsigned long
-proxy_refreshes(const struct proxy *p)
+proxy_refreshes(struct proxy *p)
 {
-	return p->api.refreshes;
+	unsigned long n;
+
+	(void)pthread_mutex_lock(&p->api.lock);
+	n = p->api.refreshes;
+	(void)pthread_mutex_unlock(&p->api.lock);
+	return n;
 }
 
 void

@@ -39,7 +39,7 @@ const char *proxy_url(const struct proxy *p);
 const char *proxy_key(const struct proxy *p);
 /* Requests forwarded so far, and tokens replaced after the API refused one. */
 unsigned long proxy_requests(const struct proxy *p);
-unsigned long proxy_refreshes(const struct proxy *p);
+unsigned long proxy_refreshes(struct proxy *p);
 /*
  * Stop taking connections, give open requests up to grace_ms to finish, cut
  * the rest (a stream then ends without its last event) and free p.
