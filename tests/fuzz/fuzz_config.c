@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE	/* memfd_create */
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <glib.h>
@@ -28,6 +29,11 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	unsetenv("MLAUTH_CONFIG");
 	if ((memfd = memfd_create("mlauth-fuzz-config", MFD_CLOEXEC)) < 0) {
 		perror("memfd_create");
+		abort();
+	}
+	/* A memfd is born 0777: config_load refuses a file others could write (as ssh does). */
+	if (fchmod(memfd, 0600) != 0) {
+		perror("fchmod");
 		abort();
 	}
 	(void)snprintf(path, sizeof path, "/proc/self/fd/%d", memfd);
