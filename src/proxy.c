@@ -461,18 +461,34 @@ proxy_body_add(struct preq *q, const char *data, size_t n)
 
 /* ---- the worker: the upstream transfer ---- */
 
+/* The code of a status line ("HTTP/1.1 201 Created"), or 0. */
+static long
+proxy_status_of(const char *line, size_t n)
+{
+	const char *sp = memchr(line, ' ', n);
+	long code = 0;
+
+	for (const char *c = sp != NULL ? sp + 1 : line + n; c < line + n && code < 1000 &&
+	    *c >= '0' && *c <= '9'; c++)
+		code = code * 10 + (*c - '0');
+	return code >= 100 && code <= 999 ? code : 0;
+}
+
 static int
 proxy_on_header(const char *name, size_t nlen, const char *value, size_t vlen, void *arg)
 {
 	struct preq *q = arg;
 	char *line, **nl;
 
+	if (q->headers_ready)
+		return 0;	/* trailers: the headers have gone to the client already */
 	if (name == NULL) {
-		/* A new answer (after a 1xx): its lines replace the earlier ones. */
+		/* A new answer (after a 1xx): its status and lines replace the earlier ones. */
 		for (size_t i = 0; i < q->nrlines; i++)
 			free(q->rlines[i]);
 		q->nrlines = 0;
 		q->clen = MHD_SIZE_UNKNOWN;
+		q->status = proxy_status_of(value, vlen);
 		return 0;
 	}
 	if (nlen == 14 && strncasecmp(name, "content-length", 14) == 0) {
@@ -559,7 +575,8 @@ proxy_worker(void *arg)
 	(void)pthread_mutex_lock(&q->mu);
 	q->rc = rc;
 	q->err = err;
-	q->status = resp.status;
+	if (!q->headers_ready)
+		q->status = resp.status;	/* a streamed answer's came with its headers */
 	q->resp = resp;
 	q->done = true;
 	(void)pthread_cond_broadcast(&q->cv);

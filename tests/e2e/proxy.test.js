@@ -111,6 +111,16 @@ test('status, headers and error bodies pass through unchanged; 422 for a system 
   assert.match(r.headers.get('request-id'), /^req_/);
   assert.deepEqual(JSON.parse(r.text), { detail: 'Rate limit exceeded' });
 
+  // A streamed answer keeps its own status and headers too (not "200" for any 2xx).
+  // (Two events 500 ms apart: the headers go out while the answer is still coming.)
+  await api.script([{ status: 203, headers: { 'x-stream-header': 'also kept' }, pauseMs: 500,
+    stream: [{ event: 'ping', data: { type: 'ping' } }, { event: 'ping', data: { type: 'ping' } }] }]);
+  const st = await raw(url, { headers: { 'x-api-key': key }, body: { ...HELLO, stream: true } });
+  assert.equal(st.status, 203);
+  assert.equal(st.headers.get('x-stream-header'), 'also kept');
+  assert.match(st.headers.get('content-type'), /^text\/event-stream/);
+  assert.equal(st.text, 'event: ping\ndata: {"type":"ping"}\n\n'.repeat(2));
+
   // What Claude Code's default model sends: the gateway validates roles, as FastAPI would.
   const sys = await raw(url, { headers: { 'x-api-key': key }, body: {
     ...HELLO, messages: [{ role: 'system', content: 'x' }, { role: 'user', content: 'hi' }] } });
