@@ -1220,7 +1220,10 @@ http_transfer_error(const struct http_xfer *x, CURLcode cc, const char *origin,
 	if (cc == CURLE_ABORTED_BY_CALLBACK && x->stalled)
 		return err_set(err, ML_ENET, "%s stopped sending its answer (nothing for %ld s)",
 		    origin, x->stall);
-	return http_curl_error(cc, origin, x->req, x->advice, errbuf, err);
+	/* Advice on reaching the peer only where it was not reached: not for a cut answer. */
+	return http_curl_error(cc, origin, x->req, x->advice && (cc == CURLE_COULDNT_CONNECT ||
+	    cc == CURLE_COULDNT_RESOLVE_HOST || (cc == CURLE_OPERATION_TIMEDOUT &&
+	    !x->answer_started)), errbuf, err);
 }
 
 /* Run the set-up transfer and fill in the status; an unstreamed body is never NULL. */
