@@ -2,7 +2,7 @@
 # Installed as $(datadir)/bash-completion/completions/mlauth; self-contained,
 # so it also works when sourced without the bash-completion package.
 
-_mlauth_commands="login token status logout send env exec proxy config doctor help"
+_mlauth_commands="login token status logout send env exec proxy config doctor help version"
 _mlauth_global_opts="-p --profile -c --config -o --option -v --verbose -q --quiet
 	--no-color -V --version -h --help"
 _mlauth_settings="issuer client_id scope api_base application_name model max_tokens
@@ -131,12 +131,12 @@ _mlauth()
 			elif [[ $cur == --body=* ]]; then
 				compopt -o filenames 2>/dev/null
 				mapfile -t cands < <(compgen -P --body= -f -- "${cur#--body=}")
-			elif [[ $prev == -m || $prev == --model || $prev == --max-tokens ||
+			elif [[ $prev == --model || $prev == --max-tokens ||
 			    $prev == -s || $prev == --system || $prev == --temperature ||
 			    $prev == --retries ]]; then
 				return 0
 			elif [[ $cur == -* ]]; then
-				mapfile -t cands < <(compgen -W "-m --model --max-tokens -s --system
+				mapfile -t cands < <(compgen -W "--model --max-tokens -s --system
 				    --temperature --stream -j --json --body --retries -h --help" -- "$cur")
 			fi ;;
 		env)
@@ -205,6 +205,7 @@ _mlauth()
 			fi ;;
 		doctor) [[ $cur == -* ]] && mapfile -t cands < <(compgen -W "-j --json -h --help" -- "$cur") ;;
 		help) ((nargs == 0)) && mapfile -t cands < <(compgen -W "$_mlauth_commands" -- "$cur") ;;
+		version) [[ $cur == -* ]] && mapfile -t cands < <(compgen -W "-h --help" -- "$cur") ;;
 		esac
 	fi
 

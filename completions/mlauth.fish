@@ -77,9 +77,28 @@ function __mlauth_profiles
         end
     end
     set file (string replace -r '^~/' "$HOME/" -- $file)
-    echo default
-    test -r "$file"; or return 0
-    string match -r -g '^\s*\[([A-Za-z0-9._-]{1,64})\]\s*$' <$file | string match -v default
+    # Each profile with what tells it apart: its issuer, where its group sets one.
+    set -l names default
+    set -l descs 'Profile default'
+    set -l cur
+    if test -r "$file"
+        while read -l line
+            set -l group (string match -r -g '^\s*\[([A-Za-z0-9._-]{1,64})\]\s*$' -- $line)
+            if test -n "$group"
+                set cur $group
+                contains -- $cur $names; or begin
+                    set -a names $cur
+                    set -a descs "Profile $cur"
+                end
+            else if test -n "$cur"
+                set -l iss (string match -r -g '^\s*issuer\s*=\s*(\S+)' -- $line)
+                test -n "$iss"; and set descs[(contains -i -- $cur $names)] "Profile $cur: $iss"
+            end
+        end <$file
+    end
+    for i in (seq (count $names))
+        printf '%s\t%s\n' $names[$i] $descs[$i]
+    end
 end
 
 # exec: the words typed after exec's own options (-m SECS, --min-valid SECS) and an
@@ -179,6 +198,7 @@ complete -c mlauth -n __mlauth_needs_command -a proxy -d 'Serve the messages API
 complete -c mlauth -n __mlauth_needs_command -a config -d 'Show the effective settings'
 complete -c mlauth -n __mlauth_needs_command -a doctor -d 'Check the set-up and say what to fix'
 complete -c mlauth -n __mlauth_needs_command -a help -d 'Show the commands, or one command\'s help'
+complete -c mlauth -n __mlauth_needs_command -a version -d 'Print the version'
 
 # login
 complete -c mlauth -n '__mlauth_using login' -l no-browser -d 'Never open a browser'
@@ -193,7 +213,7 @@ complete -c mlauth -n '__mlauth_using token' -s m -l min-valid -x -d 'Seconds th
 complete -c mlauth -n '__mlauth_using token' -l no-refresh -d 'Never use the network; exit 3 when stale'
 
 # send (options before the message text)
-complete -c mlauth -n '__mlauth_using send' -s m -l model -x -d 'The model to ask for'
+complete -c mlauth -n '__mlauth_using send' -l model -x -d 'The model to ask for'
 complete -c mlauth -n '__mlauth_using send' -l max-tokens -x -d 'The reply\'s length limit in tokens'
 complete -c mlauth -n '__mlauth_using send' -s s -l system -x -d 'A system prompt'
 complete -c mlauth -n '__mlauth_using send' -l temperature -x -d 'Sampling temperature, 0 to 2'
@@ -226,7 +246,7 @@ complete -c mlauth -n '__mlauth_using status' -l verify -d 'Check the access tok
 complete -c mlauth -n '__mlauth_using logout' -s l -l local -d 'Only delete the stored tokens'
 complete -c mlauth -n '__mlauth_using config' -s j -l json -d 'Print all settings as JSON'
 complete -c mlauth -n '__mlauth_using config; and test (__mlauth_operands) -eq 0' -a "$__mlauth_settings" -d Setting
-complete -c mlauth -n '__mlauth_using help; and test (__mlauth_operands) -eq 0' -a 'login token status logout send env exec proxy config doctor' -d Command
+complete -c mlauth -n '__mlauth_using help; and test (__mlauth_operands) -eq 0' -a 'login token status logout send env exec proxy config doctor help version' -d Command
 
 # Every command takes --help (not the command that exec runs).
 complete -c mlauth -n 'not __mlauth_needs_command; and not __mlauth_exec_words >/dev/null' -s h -l help -d 'Show the command\'s help'

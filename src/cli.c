@@ -41,8 +41,20 @@ add_override(struct cli_globals *g, const char *arg, struct ml_err *err)
 			names[i] = config_key_name((enum config_key)i);
 		names[CONFIG_NKEYS] = NULL;
 		best = util_suggest(key, names);
-		return err_set(err, ML_EUSAGE, "unknown setting '%s'%s%s%s", key,
-		    best ? " (did you mean '" : "", best ? best : "", best ? "'?)" : "");
+		/* No good guess: the list, so the next try need not be one too. */
+		if (best == NULL) {
+			char list[512];
+			size_t n = 0;
+
+			list[0] = '\0';
+			for (int i = 0; i < CONFIG_NKEYS && n < sizeof list; i++)
+				n += (size_t)snprintf(list + n, sizeof list - n, "%s%s",
+				    i > 0 ? ", " : "", names[i]);
+			return err_set(err, ML_EUSAGE, "unknown setting '%s' (valid settings: %s)",
+			    key, list);
+		}
+		return err_set(err, ML_EUSAGE, "unknown setting '%s' (did you mean '%s'?)", key,
+		    best);
 	}
 	if (g->nov >= CLI_MAX_OVERRIDES)
 		return err_set(err, ML_EUSAGE, "too many -o options");

@@ -657,7 +657,7 @@ check_session(struct doctor *d)
 	if (session_usable(&d->rec, now)) {
 		d->logged_in = true;
 		check_add(d, "session", CHECK_OK, "logged in%s%s; %s; %s%s; kept in %s",
-		    w.user != NULL ? " as " : "", w.user != NULL ? w.user : "", access, session,
+		    w.name != NULL ? " as " : "", w.name != NULL ? w.name : "", access, session,
 		    !access_ok ? " (mlauth token refreshes it)" : "", store_describe(&d->st));
 	} else {
 		c = check_add(d, "session", CHECK_WARN, "not logged in: the stored session has "

@@ -85,16 +85,23 @@ monotonic_ms(void)
 static void
 waiting_draw(struct waiting *w)
 {
+	/* Shorter forms for narrow terminals: the countdown is the part to keep. */
+	static const char *const forms[] = { " Waiting for approval; the code expires in ",
+		" Waiting; expires in ", " " };
 	char left[24], line[128];
-	int n, cols = term_columns(STDERR_FILENO);
+	int n = -1, cols = term_columns(STDERR_FILENO);
+	const char *spin = term_spinner(w->tick++);
 
 	(void)term_countdown((long)(w->deadline - util_now()), left, sizeof left);
-	n = snprintf(line, sizeof line, "%s Waiting for approval; the code expires in %s",
-	    term_spinner(w->tick++), left);
-	if (n < 0)
-		return;
-	if ((size_t)n >= sizeof line)
-		n = (int)sizeof line - 1;
+	for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+		n = snprintf(line, sizeof line, "%s%s%s", spin, forms[i], left);
+		if (n < 0)
+			return;
+		if ((size_t)n >= sizeof line)
+			n = (int)sizeof line - 1;
+		if (cols <= 1 || n < cols)
+			break;
+	}
 	/* A line that wrapped could not be redrawn in place. */
 	if (cols > 1 && n >= cols)
 		n = cols - 1;
@@ -231,12 +238,17 @@ print_welcome(struct cmd_ctx *ctx, const struct record *r)
 	session_who(&at, &id, &w);
 	util_format_time(r->expires_at, until, sizeof until);
 	session_describe_end(r, util_now(), true, session, sizeof session);
-	/* The provider chose these claims: no terminal escapes from them. */
-	printf("Logged in as %s%s%s%s to %s; token valid until %s, %s\n",
+	/*
+	 * The provider chose these claims: no terminal escapes from them.  Two
+	 * short lines rather than one of 135 characters; the issuer without its
+	 * scheme, which status shows in full.
+	 */
+	printf("Logged in as %s%s%s%s to %s\nToken valid until %s; %s.\n",
 	    sanitize_str(w.name ? w.name : "unknown", SAN_ONELINE, shown_who, sizeof shown_who),
 	    w.email ? " (" : "",
 	    w.email ? sanitize_str(w.email, SAN_ONELINE, shown_email, sizeof shown_email) : "",
-	    w.email ? ")" : "", r->issuer, until + 11, session);
+	    w.email ? ")" : "", strstr(r->issuer, "://") != NULL ?
+	    strstr(r->issuer, "://") + 3 : r->issuer, until + 11, session);
 	jwt_claims_free(&at);
 	jwt_claims_free(&id);
 }
@@ -268,8 +280,11 @@ prompt(const struct login *l, const struct oidc_device *d)
 	fprintf(stderr, "and check that it shows the code %s%s%s\n", bold, d->user_code, plain);
 	if (d->verification_uri_complete != NULL)
 		fprintf(stderr, "(or go to %s and type the code).\n", d->verification_uri);
-	if (l->browser && have_display())
+	if (l->browser && have_display()) {
+		/* Say so, as gh does: a window popping up unannounced is a surprise. */
+		cmd_info(ctx, "Opening the link in your browser (--no-browser: never).");
 		open_browser(url);
+	}
 }
 
 /* Ask for a code (retrying with "openid" on invalid_scope), show it, poll until done. */

@@ -28,10 +28,11 @@
 
 #define SEND_TIMEOUT 600	/* seconds, at least, for one messages request */
 
-enum { OPT_MAX_TOKENS = 256, OPT_TEMPERATURE, OPT_STREAM, OPT_BODY, OPT_RETRIES };
+enum { OPT_MAX_TOKENS = 256, OPT_TEMPERATURE, OPT_STREAM, OPT_BODY, OPT_RETRIES, OPT_MODEL };
 
 static const struct option options[] = {
-	{ "model", required_argument, NULL, 'm' },
+	/* No -m: that is --min-valid in token, exec, env and proxy. */
+	{ "model", required_argument, NULL, OPT_MODEL },
 	{ "max-tokens", required_argument, NULL, OPT_MAX_TOKENS },
 	{ "system", required_argument, NULL, 's' },
 	{ "temperature", required_argument, NULL, OPT_TEMPERATURE },
@@ -429,7 +430,7 @@ exec_send(struct cmd_ctx *ctx, int argc, char **argv)
 		switch (c) {
 		case CMD_OPT_DONE:
 			return status;
-		case 'm':
+		case OPT_MODEL:
 			if (*optarg == '\0')
 				return cmd_usage_error(ctx, "--model must not be empty");
 			s.req.model = optarg;
@@ -517,7 +518,7 @@ const struct cmd_entry cmd_send_entry = {
 	    "[--json] [--retries N] [TEXT... | - | --body FILE|-]",
 	.help =
 	    "Options:\n"
-	    "  -m, --model MODEL      the model (default: setting model, claude-opus-4-6)\n"
+	    "      --model MODEL      the model (default: setting model, claude-opus-4-6)\n"
 	    "      --max-tokens N     the reply's length limit (default: setting max_tokens, 1024)\n"
 	    "  -s, --system TEXT      a system prompt\n"
 	    "      --temperature T    sampling temperature, 0 to 2\n"

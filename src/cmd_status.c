@@ -25,6 +25,7 @@ static const struct option options[] = {
 
 struct view {
 	const char *user, *email, *name, *scope;
+	const char *who;	/* session_who's name: the one login greeted */
 	int64_t now;
 	bool session_ok;	/* a token or a refresh still works */
 	bool would_refresh;
@@ -70,6 +71,7 @@ describe(const struct record *r, const struct jwt_claims *at, const struct jwt_c
 	v->user = w.user;
 	v->email = w.email;
 	v->name = id->name ? id->name : at->name;
+	v->who = w.name;	/* as login greeted them */
 	v->scope = r->scope ? r->scope : at->scope;
 	v->would_refresh = !session_refused(r) && !session_fresh(r, min_valid, v->now);
 	v->session_ok = session_usable(r, v->now);
@@ -112,17 +114,20 @@ static void
 print_text(const struct config *cfg, const struct store *st, const struct record *r,
     const struct view *v)
 {
-	char at[32], in[32], user[256], email[256], scope[512];
+	char at[32], in[32], who[256], user[256], email[256], scope[512];
 
 	printf("Profile:      %s\n", cfg->profile);
 	printf("Issuer:       %s\n", r->issuer);
 	printf("Client:       %s\n", r->client_id);
-	if (v->user != NULL || v->email != NULL)
+	/* The person as login named them; the user name apart when it differs. */
+	if (v->who != NULL || v->email != NULL)
 		printf("User:         %s%s%s%s\n",
-		    sanitize_str(v->user, SAN_ONELINE, user, sizeof user),
-		    v->email && v->user ? " (" : "",
+		    sanitize_str(v->who, SAN_ONELINE, who, sizeof who),
+		    v->email && v->who ? " (" : "",
 		    sanitize_str(v->email, SAN_ONELINE, email, sizeof email),
-		    v->email && v->user ? ")" : "");
+		    v->email && v->who ? ")" : "");
+	if (v->user != NULL && v->who != NULL && strcmp(v->user, v->who) != 0)
+		printf("Username:     %s\n", sanitize_str(v->user, SAN_ONELINE, user, sizeof user));
 	if (v->scope != NULL)	/* claims are the provider's words: no escapes from them */
 		printf("Scopes:       %s\n", sanitize_str(v->scope, SAN_ONELINE, scope, sizeof scope));
 	util_format_time(r->expires_at, at, sizeof at);

@@ -19,6 +19,9 @@
 #include "mlauth/session.h"
 #include "mlauth/util.h"
 
+#define HELP_SUMMARY	"show a command's usage and options"
+#define VERSION_SUMMARY	"print the version"
+
 static const struct cmd_entry *const commands[] = {
 	&cmd_login_entry,
 	&cmd_token_entry,
@@ -40,7 +43,8 @@ usage(FILE *fp)
 	    "COMMAND [ARGS]\n\nCommands:\n", fp);
 	for (const struct cmd_entry *const *c = commands; *c != NULL; c++)
 		fprintf(fp, "  %-9s %s\n", (*c)->name, (*c)->summary);
-	fprintf(fp, "  %-9s %s\n", "help", "show a command's usage and options");
+	fprintf(fp, "  %-9s %s\n", "help", HELP_SUMMARY);
+	fprintf(fp, "  %-9s %s\n", "version", VERSION_SUMMARY);
 	fputs("\nGlobal options:\n"
 	    "  -p, --profile NAME   use the settings and session of profile NAME (default: default)\n"
 	    "  -c, --config FILE    read settings from FILE (default: ~/.config/mlauth/config)\n"
@@ -74,13 +78,14 @@ options_of(const char *name)
 static int
 unknown_command(const char *name)
 {
-	const char *names[16];
+	const char *names[17];
 	const char *best;
 	size_t n = 0;
 
 	for (const struct cmd_entry *const *c = commands; *c != NULL && n < 14; c++)
 		names[n++] = (*c)->name;
 	names[n++] = "help";
+	names[n++] = "version";
 	names[n] = NULL;
 	fprintf(stderr, "mlauth: unknown command '%s'", name);
 	if ((best = util_suggest(name, names)) != NULL)
@@ -98,9 +103,35 @@ help_command(int argc, char **argv)
 		usage(stdout);
 		return ML_OK;
 	}
+	/* The two that are not in the table are commands all the same. */
+	if (strcmp(argv[1], "help") == 0) {
+		cli_print_help(stdout, "help", HELP_SUMMARY, "[COMMAND]", "With a COMMAND, "
+		    "its usage and options (as mlauth COMMAND --help); without, the list of\n"
+		    "commands and the global options (as mlauth --help).\n");
+		return ML_OK;
+	}
+	if (strcmp(argv[1], "version") == 0) {
+		cli_print_help(stdout, "version", VERSION_SUMMARY, "", "The same as "
+		    "mlauth --version: \"mlauth X.Y.Z\" on standard output.\n");
+		return ML_OK;
+	}
 	if ((e = find_command(argv[1])) == NULL)
 		return unknown_command(argv[1]);
 	cmd_print_help(e, stdout);
+	return ML_OK;
+}
+
+static int
+version_command(int argc, char **argv)
+{
+	if (cli_wants_help(argc, argv))
+		return help_command(2, (char *[]){ "help", "version", NULL });
+	if (argc > 1) {
+		fprintf(stderr, "mlauth version: unexpected argument '%s'\nusage: mlauth "
+		    "version\n", argv[1]);
+		return ML_EUSAGE;
+	}
+	printf("mlauth %s\n", MLAUTH_VERSION);
 	return ML_OK;
 }
 
@@ -167,6 +198,8 @@ run(struct cmd_ctx *ctx, const struct cli_globals *g)
 	err_clear(&err);
 	if (strcmp(argv[0], "help") == 0)
 		return finish_stdout(help_command(argc, argv));
+	if (strcmp(argv[0], "version") == 0)
+		return finish_stdout(version_command(argc, argv));
 	if ((ctx->entry = find_command(argv[0])) == NULL)
 		return unknown_command(argv[0]);
 

@@ -82,7 +82,7 @@ test('logged in with keyring and API: every check ok, one authenticated request'
   assert.match(only(checks, 'proxy').detail, /^no proxy variables set/);
   assert.match(only(checks, 'clock').detail, /^within [0-2] s of the provider's Date header$/);
   assert.match(only(checks, 'session').detail,
-    /^logged in as alice; access token valid until \d{4}-\d\d-\d\d \d\d:\d\d \(in .*\); offline session, renewed by every refresh; kept in secret-service$/);
+    /^logged in as Alice Example; access token valid until \d{4}-\d\d-\d\d \d\d:\d\d \(in .*\); offline session, renewed by every refresh; kept in secret-service$/);
   assert.match(only(checks, 'messages_api').detail, /answered HTTP 200 to an authenticated one-token request/);
 
   // Exactly one request, authenticated, minimal, with the headers send uses.

@@ -84,7 +84,7 @@ test('a user without the offline_access role: not_allowed, then login with openi
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /^mlauth: warning: the provider does not allow this account an offline session \(not_allowed\); logging in with 'openid' instead: approve the new code/m);
   assert.equal([...r.stderr.matchAll(/user_code=/g)].length, 2, 'a second code was shown');
-  assert.match(r.stdout, /^Logged in as Bob Online .*, online session until/);
+  assert.match(r.stdout, /^Logged in as Bob Online .*\nToken valid until \S+; online session until/);
   const rec = await storedRecord(env);
   assert.equal(rec.session, 'online');
   assert.equal(claims(rec.refresh_token).typ, 'Refresh');

@@ -70,7 +70,7 @@ test('login through Keycloak\'s pages; token accepted by the API (audience check
 
   const s = await run(['status'], { env });
   assert.equal(s.code, 0, s.stderr);
-  assert.match(s.stdout, /^User: +alice \(alice@example\.test\)$/m);
+  assert.match(s.stdout, /^User: +Alice Example \(alice@example\.test\)\nUsername: +alice$/m);
   assert.match(s.stdout, /^Scopes: +.*\boffline_access\b/m);
   assert.doesNotMatch(s.stdout + s.stderr, /eyJ/);
   await realm.remove();

@@ -14,7 +14,7 @@ test('login stores the session in the keyring and token prints a JWT the API acc
   const api = await startAPI({ issuer: op.issuer });
   const r = await login(env, op);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /^Logged in as Alice Example \(alice@example\.test\) to http:\/\/127\.0\.0\.1:\d+\/realms\/test; token valid until \d\d:\d\d, offline session, renewed by every refresh\n$/);
+  assert.match(r.stdout, /^Logged in as Alice Example \(alice@example\.test\) to 127\.0\.0\.1:\d+\/realms\/test\nToken valid until \d\d:\d\d; offline session, renewed by every refresh\.\n$/);
   assert.match(r.stderr, /open this link in a browser/);
 
   const t = await run(['token'], { env });
@@ -64,7 +64,7 @@ test('status before and after login, without secrets', async () => {
   assert.equal((await login(env, op)).code, 0);
   s = await run(['status'], { env });
   assert.equal(s.code, 0, s.stderr);
-  assert.match(s.stdout, /^User: +alice \(alice@example\.test\)$/m);
+  assert.match(s.stdout, /^User: +Alice Example \(alice@example\.test\)\nUsername: +alice$/m);
   assert.match(s.stdout, /^Issuer: +http:\/\/127\.0\.0\.1/m);
   assert.match(s.stdout, /^Access token: valid until \d{4}-\d\d-\d\d \d\d:\d\d \(in (1h 0m|59m \d+s)\)$/m);
   assert.match(s.stdout, /^Store: +secret-service$/m);

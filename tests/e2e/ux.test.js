@@ -2,9 +2,11 @@
 // a wait runs long, when something fails, and the small courtesies of a polished CLI.
 // Terminal behaviour has its tests in term.test.js (a real terminal, tmux).
 import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { run, startAPI, stopAll, tmpEnv } from './rig.js';
-import { forgetCache, login, setup, sleep } from './fixtures.js';
+import { REPO, run, spawnMlauth, startAPI, stopAll, tmpEnv } from './rig.js';
+import { forgetCache, login, setup, sleep, tool } from './fixtures.js';
 import { stopTerminals, terminal } from './tty.js';
 import { startHostile } from '../peers/hostile/server.js';
 
@@ -201,4 +203,91 @@ test('doctor reports ANTHROPIC_API_KEY and a wrong ANTHROPIC_BASE_URL both; fixe
   const s = k.checks.find((c) => c.name === 'session');
   assert.equal(s.detail, 'not logged in (profile default)');
   assert.equal(s.fix, 'run mlauth login');
+});
+
+// ---- the small ones (item 8) --------------------------------------------------------------
+
+test('help help, help version and version answer; -o with an unknown key lists the valid ones', async () => {
+  const home = tmpEnv();
+  let r = await run(['help', 'help'], { env: home.env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^usage: mlauth help \[COMMAND\]\n/);
+  r = await run(['help', 'version'], { env: home.env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^usage: mlauth version\n/);
+  r = await run(['version'], { env: home.env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^mlauth \d+\.\d+\.\d+\n$/);
+  assert.equal(r.stdout, (await run(['--version'], { env: home.env })).stdout);
+  r = await run(['--help'], { env: home.env });
+  assert.match(r.stdout, /^ {2}version +print the version$/m);
+  r = await run(['versoin'], { env: home.env });
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /did you mean 'version'/);
+  r = await run(['-o', 'foo=bar', 'config'], { env: home.env });
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /^mlauth: unknown setting 'foo' \(valid settings: issuer, client_id, scope, api_base, .*timeout.*\)\n$/);
+});
+
+test('-m is --min-valid wherever it exists: send takes --model only', async () => {
+  const home = tmpEnv();
+  const h = await run(['send', '--help'], { env: home.env });
+  assert.match(h.stdout, /^ {6}--model MODEL/m);
+  assert.doesNotMatch(h.stdout, /-m,/);
+  for (const cmd of ['token', 'exec', 'env']) {
+    const c = await run([cmd, '--help'], { env: home.env });
+    assert.match(c.stdout, /-m, --min-valid/, cmd);
+  }
+  const r = await run(['send', '-m', 'x', 'hi'], { env: home.env });
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /unknown option '-m'/);
+});
+
+test('login: says it opens the browser; greets in two short lines; status names the user the same way', async () => {
+  const { op, env } = await setup({ keyring: false });
+  const bin = join(tmpEnv().dir, 'bin');
+  mkdirSync(bin);
+  const opened = join(bin, 'opened');
+  writeFileSync(join(bin, 'xdg-open'), `#!/bin/sh\nprintf '%s\\n' "$1" > ${opened}.new && mv ${opened}.new ${opened}\n`, { mode: 0o755 });
+  const e = { ...env, MLAUTH_STORE: 'file', DISPLAY: ':99', PATH: `${bin}:${process.env.PATH}` };
+  const h = spawnMlauth(['login'], { env: e });
+  const m = await h.waitFor(/shows the code (\S+)/, { stream: 'stderr' });
+  await h.waitFor(/^Opening the link in your browser \(--no-browser: never\)\.$/m, { stream: 'stderr' });
+  await until(() => existsSync(opened), 'xdg-open to be run');
+  assert.ok(readFileSync(opened, 'utf8').includes(m[1]), 'the browser got the link with the code');
+  await op.approve(m[1]);
+  const r = await h.done;
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.trimEnd().split('\n');
+  assert.equal(lines.length, 2, r.stdout);
+  for (const l of lines) assert.ok(l.length <= 80, `${l.length} characters: ${l}`);
+  assert.match(lines[0], /^Logged in as Alice Example \(alice@example\.test\) to 127\.0\.0\.1:\d+\/realms\/test$/);
+  const s = await run(['status'], { env: e });
+  assert.match(s.stdout, /^User: +Alice Example \(alice@example\.test\)$/m);
+  assert.match(s.stdout, /^Username: +alice$/m);
+});
+
+test('at 40 columns the countdown is what stays on the status line', async () => {
+  const { op, env } = await setup({ keyring: false });
+  const t = await terminal(['login', '--no-browser'], { ...env, MLAUTH_STORE: 'file', TERM: 'xterm-256color' }, { cols: 40, rows: 30 });
+  try {
+    const m = await t.waitFor(/^\S Waiting; expires in \d+:\d\d$/m);
+    assert.ok(m[0].length < 40, m[0]);
+    const code = (await t.waitFor(/shows the code (\S+)/))[1];
+    await op.approve(code);
+    assert.equal(await t.dead(), 0);
+  } finally {
+    await t.stop();
+  }
+});
+
+test('fish completes each profile with its own description', async () => {
+  const home = tmpEnv();
+  mkdirSync(join(home.env.XDG_CONFIG_HOME, 'mlauth'), { recursive: true });
+  writeFileSync(join(home.env.XDG_CONFIG_HOME, 'mlauth', 'config'),
+    '[default]\nmin_valid = 600\n[staging]\nissuer = https://kc.example.com/realms/s\n[ci]\nstore = file\n');
+  const r = await tool('fish', ['-c', 'source $argv[1]; and complete -C $argv[2]', join(REPO, 'completions/mlauth.fish'), 'mlauth -p '], home.env);
+  assert.equal(r.code, 0, r.err);
+  const rows = r.out.trim().split('\n').sort();
+  assert.deepEqual(rows, ['ci\tProfile ci', 'default\tProfile default', 'staging\tProfile staging: https://kc.example.com/realms/s']);
 });
