@@ -51,17 +51,6 @@
 #define CHILD_PIPE_FD	4
 #define CHILD_MAX_ARGS	(8 + 2 * CONFIG_NKEYS + 4)
 
-/* Under a sanitizer the child keeps stderr, so its report is seen. */
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED	true
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED	true
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED	false
-#endif
 
 int
 session_lock(const struct config *cfg, long timeout_ms, int *fd, struct ml_err *err)
@@ -429,7 +418,8 @@ child_exec(const char *self, char **argv, int lockfd, int pipefd, bool keep_stde
 	/*
 	 * Not the caller's stdout or stderr: whoever reads them (`$(mlauth
 	 * token)`, a tool's pipe) must not wait for us.  The verdict goes over
-	 * the pipe; stderr stays only for -v traces and a sanitizer's report.
+	 * the pipe; stderr stays only for -v traces (a sanitizer's report too,
+	 * then; without -v a failing child shows in its exit status, below).
 	 */
 	if ((devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0) {
 		(void)dup2(devnull, STDIN_FILENO);
@@ -494,7 +484,7 @@ session_refresh(const struct config *cfg, int verbose, struct store *st, int *lo
 		goto out;
 	}
 	if (pid == 0)
-		child_exec(self, argv, *lockfd, p[1], verbose > 0 || SANITIZED);
+		child_exec(self, argv, *lockfd, p[1], verbose > 0);
 	(void)close(p[1]);
 	p[1] = -1;
 	if (wait_verdict(p[0], buf, sizeof buf) == ML_EINTR) {
