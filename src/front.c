@@ -100,8 +100,11 @@ out:
 	return rc;
 }
 
-/* stdout's buffer while it holds a token. */
-static char out_buf[BUFSIZ];
+/*
+ * stdout's buffer while it holds a token: a page, so most tokens go out in
+ * one write and the wipe afterwards costs little (8 k instructions for BUFSIZ).
+ */
+static char out_buf[4096];
 
 /*
  * `mlauth token [options]` with a fresh cached token: print it and return 0
