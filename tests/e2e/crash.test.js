@@ -15,6 +15,7 @@
 // "Stale" without waiting: the stored record's clock is moved (ageSession), and the
 // kernel-keyring cache entry dropped as the kernel does at expiry.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync, watch } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -120,6 +121,9 @@ async function killAt(l, args, how, { grant = 'refresh_token', onStart = async (
  * own 0600 file, and the next `mlauth token` prints a token. Returns what happened.
  */
 async function recovers(l, { allowLogin = false } = {}) {
+  // A refresh the killed caller started goes on in a detached process holding the profile's
+  // lock: look once it has let go.
+  execFileSync('flock', [join(l.env.XDG_STATE_HOME, 'mlauth', 'default.lock'), 'true']);
   const rec = await stored(l);
   assert.ok(rec && rec.access_token && rec.refresh_token, 'the record is whole');
   const s = await run(['status'], { env: l.env });
