@@ -260,6 +260,7 @@ struct login {
 	const struct oidc_provider *p;
 	const char *scope;	/* becomes "openid" when the provider refuses it */
 	bool browser, qr;
+	bool retried;		/* a second code was asked for already */
 };
 
 /*
@@ -343,6 +344,37 @@ warn_online(const struct cmd_ctx *ctx, const struct record *r)
 	    "provider does (SSO Session Max); then run mlauth login again", when, in);
 }
 
+/*
+ * Refusals that come only after the approval, at the token endpoint, with
+ * the device code spent: worth one more code (true), after a note.
+ * Keycloak refuses offline tokens to a user without the offline_access role
+ * (not_allowed): the next login asks for openid alone.  It also checks the
+ * user's consent only then, and a poll that arrives while the consent just
+ * given is still being saved finds none (invalid_scope, "Client no longer has
+ * requested consent from user"): the same login again meets it saved.
+ */
+static bool
+retry_login(struct cmd_ctx *ctx, struct login *l, struct oidc_tokens *t)
+{
+	bool retry = false;
+
+	if (strcmp(t->error, "not_allowed") == 0 && token_scope_has(l->scope, "offline_access")) {
+		cmd_warn(ctx, "the provider does not allow this account an offline session "
+		    "(not_allowed); logging in with 'openid' instead: approve the new code "
+		    "(the session then ends with the provider's login session)");
+		l->scope = "openid";
+		retry = true;
+	} else if (strcmp(t->error, "invalid_scope") == 0 && !l->retried) {
+		cmd_warn(ctx, "the provider refused the approved login (invalid_scope: no consent "
+		    "found for it); approve the new code");
+		retry = true;
+	}
+	l->retried |= retry;
+	if (retry)
+		oidc_tokens_free(t);
+	return retry;
+}
+
 static int
 exec_login(struct cmd_ctx *ctx, int argc, char **argv)
 {
@@ -406,20 +438,10 @@ exec_login(struct cmd_ctx *ctx, int argc, char **argv)
 	l.scope = ctx->cfg.scope;
 	l.browser = browser;
 	l.qr = qr;
+	l.retried = false;
 	status = device_login(&l, &t, &err);
-	/*
-	 * Keycloak refuses offline tokens to a user without the offline_access
-	 * role only now, at the token endpoint, after the approval: the code is
-	 * spent, so a second one is needed.
-	 */
-	if (status != ML_OK && strcmp(t.error, "not_allowed") == 0 &&
-	    token_scope_has(l.scope, "offline_access")) {
-		cmd_warn(ctx, "the provider does not allow this account an offline session "
-		    "(not_allowed); logging in with 'openid' instead: approve the new code "
-		    "(the session then ends with the provider's login session)");
-		l.scope = "openid";
+	if (status != ML_OK && retry_login(ctx, &l, &t)) {
 		err_clear(&err);
-		oidc_tokens_free(&t);
 		status = device_login(&l, &t, &err);
 	}
 	if (status != ML_OK)

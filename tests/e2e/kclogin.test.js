@@ -21,22 +21,26 @@ async function home(realm) {
   return { ...h.env, ...kr.env, MLAUTH_ISSUER: realm.issuer };
 }
 
-/** mlauth login; each device code it shows is approved by the next of users, in turn. */
-async function login(realm, env, users = ['alice']) {
-  const h = spawnMlauth(['login', '--no-browser'], { env });
+/**
+ * mlauth login; every device code it shows is approved, by the next of users (the last one
+ * again for any further code: mlauth asks for one more after a refusal that comes only after
+ * the approval).
+ */
+async function login(realm, env, users = ['alice'], args = []) {
+  const h = spawnMlauth(['login', '--no-browser', ...args], { env });
+  const links = () => [...h.stderr.matchAll(/^\s*(http\S+user_code=\S+)\s*$/gm)];
   const pages = [];
-  let seen = 0;
-  for (const user of users) {
-    const re = /^\s*(http\S+user_code=\S+)\s*$/gm;
-    const all = () => [...h.stderr.matchAll(re)];
-    // waitFor takes anything with exec(): here, "one more link than approved so far".
-    await h.waitFor({ exec: () => (all().length > seen ? [] : null) }, { stream: 'stderr', timeoutMs: 60_000 });
-    const uri = all()[seen][1];
-    seen += 1;
-    pages.push(await realm.approve(uri, { user }));
+  for (let seen = 0; ; seen++) {
+    try {
+      // waitFor takes anything with exec(): here, "one more link than approved so far".
+      await h.waitFor({ exec: () => (links().length > seen ? [] : null) }, { stream: 'stderr', timeoutMs: 60_000 });
+    } catch (e) {
+      if (/exited before/.test(e.message)) break;
+      throw e;
+    }
+    pages.push(await realm.approve(links()[seen][1], { user: users[Math.min(seen, users.length - 1)] }));
   }
-  const r = await h.done;
-  return { ...r, pages };
+  return { ...(await h.done), pages };
 }
 
 test('Keycloak drops offline_access for a client without it: login warns of an online session; status shows it', async () => {
@@ -83,7 +87,7 @@ test('a user without the offline_access role: not_allowed, then login with openi
   const r = await login(realm, env, ['bob', 'bob']);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /^mlauth: warning: the provider does not allow this account an offline session \(not_allowed\); logging in with 'openid' instead: approve the new code/m);
-  assert.equal([...r.stderr.matchAll(/user_code=/g)].length, 2, 'a second code was shown');
+  assert.ok(r.pages.length >= 2, 'a second code was shown');
   assert.match(r.stdout, /^Logged in as Bob Online .*\nToken valid until \S+; online session until/);
   const rec = await storedRecord(env);
   assert.equal(rec.session, 'online');
@@ -118,10 +122,8 @@ test('the ID token is validated against the realm\'s keys; status --verify check
   assert.match(s.stdout, new RegExp(`^Verified: +NO: none of the provider's RS256 signing keys has its key id ${kid.replace(/[-]/g, '\\-')}`, 'm'));
   assert.match(s.stderr, /^mlauth: the access token failed verification: /m);
   // A new login validates its ID token against the new key.
-  const again = spawnMlauth(['login', '--no-browser', '--force'], { env });
-  const m = await again.waitFor(/^\s*(http\S+user_code=\S+)\s*$/m, { stream: 'stderr' });
-  await realm.approve(m[1]);
-  assert.equal((await again.done).code, 0);
+  const again = await login(realm, env, ['alice'], ['--force']);
+  assert.equal(again.code, 0, again.stderr);
   assert.equal((await run(['status', '--verify'], { env })).code, 0);
   await realm.remove();
 });

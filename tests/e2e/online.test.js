@@ -15,7 +15,7 @@ test('offline_access silently dropped: login warns of an online session and when
   await op.set({ dropOffline: true });
   const r = await login(env, op);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /; token valid until \d\d:\d\d, online session until \d{4}-\d\d-\d\d \d\d:\d\d\n$/);
+  assert.match(r.stdout, /\nToken valid until \d\d:\d\d; online session until \d{4}-\d\d-\d\d \d\d:\d\d\.\n$/);
   assert.match(r.stderr, /^mlauth: warning: the provider granted an online session, not the offline one asked for \(the client may not have the offline_access scope\): it ends at \d{4}-\d\d-\d\d \d\d:\d\d \(in (30m( 0s)?|29m \d+s)\) unless mlauth refreshes it before, and at the latest when your login session at the provider does \(SSO Session Max\); then run mlauth login again$/m);
   const rec = await storedRecord(env);
   assert.equal(rec.session, 'online');
@@ -72,4 +72,26 @@ test('not_allowed for offline tokens: login asks again with openid, with a note'
   const rec = await storedRecord(env);
   assert.equal(rec.session, 'online');
   assert.equal(rec.scope.split(' ').includes('offline_access'), false);
+});
+
+test('invalid_scope after the approval (Keycloak\'s consent not yet saved): one more code, then logged in', async () => {
+  const { op, env } = await setup();
+  await op.set({ consentRace: 1 });
+  const h = spawnMlauth(['login', '--no-browser'], { env });
+  const first = await h.waitFor(/shows the code (\S+)/, { stream: 'stderr' });
+  await op.approve(first[1]);
+  const second = await h.waitFor(/refused the approved login \(invalid_scope: no consent found for it\); approve the new code\n[\s\S]*shows the code (\S+)/, { stream: 'stderr' });
+  await op.approve(second[1]);
+  const r = await h.done;
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((await storedRecord(env)).session, 'offline');
+
+  // Only once: a second refusal ends the login with the provider's reason.
+  await op.set({ consentRace: 2 });
+  const h2 = spawnMlauth(['login', '--no-browser', '--force'], { env });
+  await op.approve((await h2.waitFor(/shows the code (\S+)/, { stream: 'stderr' }))[1]);
+  await op.approve((await h2.waitFor(/approve the new code\n[\s\S]*shows the code (\S+)/, { stream: 'stderr' }))[1]);
+  const r2 = await h2.done;
+  assert.equal(r2.code, 1, r2.stderr);
+  assert.match(r2.stderr, /^mlauth: the token endpoint refused: invalid_scope \(Client no longer has requested consent from user\)/m);
 });

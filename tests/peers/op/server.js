@@ -96,6 +96,9 @@ const knobs = {
   // Keycloak with a user lacking the offline_access role: an approved device code that
   // asked for it gets not_allowed from the token endpoint, and is spent.
   offlineNotAllowed: false,
+  // Keycloak polled while the consent just given is still being saved: this many approved
+  // device codes get invalid_scope "Client no longer has requested consent", and are spent.
+  consentRace: 0,
   // A forged ID token in device-flow token answers: one of FORGERIES' names, or null.
   idTokenFault: null,
   // The key set at jwks_uri: 'other-key' = a stranger's key under the real key's kid,
@@ -539,9 +542,15 @@ async function handle(provider, callback, req, res) {
         if (knobs.pollFailure === 'close') return req.socket.destroy();
         return sendJson(res, knobs.pollFailure, { error: 'server_error', error_description: 'Down for maintenance' });
       }
-      if (grantType === DEVICE_GRANT && knobs.offlineNotAllowed) {
+      if (grantType === DEVICE_GRANT && (knobs.offlineNotAllowed || knobs.consentRace > 0)) {
         const code = await provider.DeviceCode.find(params.get('device_code') || '');
-        if (code && code.accountId && (code.scope || '').split(' ').includes('offline_access')) {
+        const offline = code && (code.scope || '').split(' ').includes('offline_access');
+        if (code && code.accountId && knobs.consentRace > 0) {
+          knobs.consentRace -= 1;
+          await code.destroy();
+          return oauthError(res, 400, 'invalid_scope', 'Client no longer has requested consent from user');
+        }
+        if (code && code.accountId && offline && knobs.offlineNotAllowed) {
           await code.destroy();
           return oauthError(res, 400, 'not_allowed', 'Offline tokens not allowed for the user or client');
         }
