@@ -72,6 +72,8 @@ exec_logout(struct cmd_ctx *ctx, int argc, char **argv)
 	record_free(&r);
 	err_clear(&err);
 	cache_remove(ctx->cfg.profile, ctx->cfg.issuer, ctx->cfg.client_id);
+	/* A refreshed session the store could not take dies with the rest. */
+	cache_stash_remove(ctx->cfg.profile, ctx->cfg.issuer, ctx->cfg.client_id);
 	if ((status = store_delete(&st, ctx->cfg.profile, &found, &err)) != ML_OK) {
 		status = cmd_fail(ctx, &err);
 	} else if (!found) {

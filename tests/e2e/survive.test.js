@@ -230,6 +230,14 @@ describe('a refresh token the provider refused', () => {
 
 // ---- a rotated refresh token is never thrown away ------------------------------------------
 
+function tryKeyctl(args) {
+  try {
+    return { ok: true, out: execFileSync('keyctl', args, { stdio: ['ignore', 'pipe', 'ignore'] }).toString() };
+  } catch {
+    return { ok: false };
+  }
+}
+
 /** A tiny tmpfs of our own as the state directory, so a test can fill it. */
 function smallStateDir(home) {
   const dir = join(home.dir, 'small-state');
@@ -318,6 +326,8 @@ describe('a rotated refresh token is kept whatever fails after the answer', () =
     assert.notEqual(t.stdout.trimEnd(), before.access_token);
     assert.match(t.stderr, /warning: the refreshed session could not be saved \(.*No space left on device.*\); it is kept in the kernel keyring \(memory only\)/);
     assert.equal(record(u).refresh_token, before.refresh_token, 'the full disk took nothing');
+    const stash = `mlauth-stash:default:MLAAS-CLI-API:${op.issuer}`;
+    assert.equal(tryKeyctl(['search', '@u', 'user', stash]).ok, true, 'kept in the user keyring');
 
     rmSync(filler);
     forgetCache(op.issuer);
@@ -334,6 +344,7 @@ describe('a rotated refresh token is kept whatever fails after the answer', () =
     assert.equal(t3.code, 0, t3.stderr);
     assert.equal(t3.stderr, '', 'saved once: no more warnings');
     assert.equal((await op.counters()).refresh_errors, 0);
+    assert.equal(tryKeyctl(['search', '@u', 'user', stash]).ok, false, 'gone once saved');
   });
 });
 
