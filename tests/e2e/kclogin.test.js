@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, test } from 'node:test';
-import { keycloak } from './keycloak.js';
+import { deviceLogin, keycloak } from './keycloak.js';
 import {
   run, spawnMlauth, startKeyring, stopAll, tmpEnv,
 } from './rig.js';
@@ -21,27 +21,8 @@ async function home(realm) {
   return { ...h.env, ...kr.env, MLAUTH_ISSUER: realm.issuer };
 }
 
-/**
- * mlauth login; every device code it shows is approved, by the next of users (the last one
- * again for any further code: mlauth asks for one more after a refusal that comes only after
- * the approval).
- */
-async function login(realm, env, users = ['alice'], args = []) {
-  const h = spawnMlauth(['login', '--no-browser', ...args], { env });
-  const links = () => [...h.stderr.matchAll(/^\s*(http\S+user_code=\S+)\s*$/gm)];
-  const pages = [];
-  for (let seen = 0; ; seen++) {
-    try {
-      // waitFor takes anything with exec(): here, "one more link than approved so far".
-      await h.waitFor({ exec: () => (links().length > seen ? [] : null) }, { stream: 'stderr', timeoutMs: 60_000 });
-    } catch (e) {
-      if (/exited before/.test(e.message)) break;
-      throw e;
-    }
-    pages.push(await realm.approve(links()[seen][1], { user: users[Math.min(seen, users.length - 1)] }));
-  }
-  return { ...(await h.done), pages };
-}
+/** mlauth login; every device code it shows is approved by the next of users (keycloak.js). */
+const login = (realm, env, users = ['alice'], args = []) => deviceLogin(realm, env, { users, args });
 
 test('Keycloak drops offline_access for a client without it: login warns of an online session; status shows it', async () => {
   const kc = await keycloak();

@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO, startKeycloak } from './rig.js';
+import { REPO, spawnMlauth, startKeycloak } from './rig.js';
 
 const REALM_JSON = join(REPO, 'tests/peers/keycloak/realm.json');
 export const CLIENT_ID = 'MLAAS-CLI-API';
@@ -172,7 +172,14 @@ function realmHandle(kc, name) {
     offlineSessions: async (username = 'alice') => admin('GET',
       `/users/${await userId(username)}/offline-sessions/${await clientUuid()}`),
     /** An administrator's "Sign out" of all the user's sessions (Users > Sessions). */
-    logoutUser: async (username = 'alice') => admin('POST', `/users/${await userId(username)}/logout`),
+    logoutUser: async (username = 'alice') => {
+      // The sign-out reaches an offline session through the user's "not before" time, which
+      // Keycloak keeps in whole seconds and compares with a token's iat: a token issued in
+      // the same second would outlive it.  So sign out in a later second than any token so far.
+      const second = Math.floor(Date.now() / 1000);
+      while (Math.floor(Date.now() / 1000) <= second) await sleep(50);
+      return admin('POST', `/users/${await userId(username)}/logout`);
+    },
     setUser: async (username, patch) => admin('PUT', `/users/${await userId(username)}`, patch),
     /** Changes realm settings (e.g. { revokeRefreshToken: true }). */
     setRealm: (patch) => admin('PUT', '', patch),
@@ -189,6 +196,32 @@ function realmHandle(kc, name) {
 }
 
 // ---- the person at the browser -----------------------------------------------------------
+
+/**
+ * mlauth login (`mlauth [args…] login --no-browser`) against realm, every device code it
+ * shows approved in "the browser" by the next of users (the last one again for any further
+ * code: login asks for one more after Keycloak's not_allowed, or when Keycloak refuses a
+ * just-approved code), or refused on the consent page with consent: false.
+ * Resolves mlauth's { code, signal, stdout, stderr } and the final pages' texts.
+ */
+export async function deviceLogin(realm, env, { users = ['alice'], consent = true, args = [], pre = [] } = {}) {
+  const h = spawnMlauth([...pre, 'login', '--no-browser', ...args], { env });
+  const links = () => [...h.stderr.matchAll(/^\s*(http\S+user_code=\S+)\s*$/gm)];
+  const pages = [];
+  for (let seen = 0; ; seen++) {
+    try {
+      // waitFor takes anything with exec(): here, "one more link than approved so far".
+      await h.waitFor({ exec: () => (links().length > seen ? [] : null) }, { stream: 'stderr', timeoutMs: 120_000 });
+    } catch (e) {
+      if (/exited before/.test(e.message)) break;
+      throw e;
+    }
+    const user = users[Math.min(seen, users.length - 1)];
+    const uri = links()[seen][1];
+    pages.push(await (consent ? realm.approve(uri, { user }) : realm.deny(uri, { user })));
+  }
+  return { ...(await h.done), pages };
+}
 
 const decodeHtml = (s) => s.replace(/&amp;/g, '&').replace(/&quot;/g, '"').replace(/&#39;/g, "'")
   .replace(/&lt;/g, '<').replace(/&gt;/g, '>');

@@ -6,7 +6,7 @@ import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { forgetCache, JWT, sleep, storedRecord } from './fixtures.js';
-import { keycloak } from './keycloak.js';
+import { deviceLogin, keycloak } from './keycloak.js';
 import {
   run, spawnMlauth, startAPI, startKeyring, stopAll, tmpEnv,
 } from './rig.js';
@@ -27,18 +27,16 @@ async function session(realm, { user = 'alice', keyring = true, store } = {}) {
   return { env, home, login: r };
 }
 
-/** mlauth login, with the device approved in "the browser" by user. */
-async function login(realm, env, { user = 'alice', consent = true, args = [] } = {}) {
-  const h = spawnMlauth(['login', '--no-browser', ...args], { env });
-  const m = await h.waitFor(/^\s*(http\S+user_code=\S+)\s*$/m, { stream: 'stderr' });
-  const page = await (consent ? realm.approve(m[1], { user }) : realm.deny(m[1], { user }));
-  const r = await h.done;
-  return { ...r, page };
+/** mlauth login, with the device approved (or consent refused) in "the browser" by user. */
+async function login(realm, env, { user = 'alice', consent = true } = {}) {
+  const r = await deviceLogin(realm, env, { users: [user], consent });
+  return { ...r, page: r.pages.at(-1) ?? '' };
 }
 
 /** Resolves once the stored access token has expired on this machine's clock. */
 async function untilExpired(env) {
-  const j = await run(['token', '--json', '--no-refresh'], { env });
+  // --min-valid 0: the token as long as it has not expired, whatever the default margin.
+  const j = await run(['token', '--json', '--no-refresh', '--min-valid', '0'], { env });
   const { expires_at: exp } = JSON.parse(j.stdout || '{"expires_at":0}');
   while (Date.now() / 1000 <= exp) await sleep(250);
 }

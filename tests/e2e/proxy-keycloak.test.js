@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { keycloak } from './keycloak.js';
-import { run, spawnMlauth, startAPI, stopAll, tmpEnv } from './rig.js';
+import { deviceLogin, keycloak } from './keycloak.js';
+import { run, startAPI, stopAll, tmpEnv } from './rig.js';
 
 after(stopAll);
 
@@ -17,10 +17,7 @@ test('Keycloak: an SDK job through exec --proxy for five token lifetimes, no 401
   const api = await startAPI({ issuer: realm.issuer, audience: 'MLAAS-CLI-API', streamPauseMs: 5 });
   const env = { ...tmpEnv().env, MLAUTH_ISSUER: realm.issuer, MLAUTH_API_BASE: api.base, MLAUTH_STORE: 'file' };
   // The device approved through Keycloak's own pages.
-  const h = spawnMlauth(['login', '--no-browser'], { env });
-  const m = await h.waitFor(/^\s*(http\S+user_code=\S+)\s*$/m, { stream: 'stderr' });
-  await realm.approve(m[1]);
-  assert.equal((await h.done).code, 0);
+  assert.equal((await deviceLogin(realm, env)).code, 0);
 
   const before = (await realm.events('REFRESH_TOKEN')).length;
   const started = Date.now();

@@ -6,19 +6,14 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { forgetCache, JWT } from './fixtures.js';
-import { CLIENT_ID, keycloak } from './keycloak.js';
+import { CLIENT_ID, deviceLogin, keycloak } from './keycloak.js';
 import { run, spawnMlauth, stopAll, tmpEnv } from './rig.js';
 
 after(stopAll);
 
 const KILLS = Number(process.env.SURVIVE_KC_KILLS || 8);
 
-async function login(realm, env, args = []) {
-  const h = spawnMlauth(['login', '--no-browser', ...args], { env });
-  const m = await h.waitFor(/^\s*(http\S+user_code=\S+)\s*$/m, { stream: 'stderr' });
-  await realm.approve(m[1]);
-  return h.done;
-}
+const login = async (realm, env, args = []) => deviceLogin(realm, env, { args });
 
 /** A user with a file store logged in to realm; age() makes its token stale. */
 async function user(realm) {
