@@ -11,13 +11,17 @@
 // stderr.  SIGTERM/SIGINT (or, with --watch-stdin, the end of stdin) stop Keycloak's whole
 // process group and remove its private home.
 //
+// Keycloak (kc.sh and the JVM it starts) stays in this peer's process group, so whoever stops
+// the peer's group (the rig, by PID) stops Keycloak with it, even when the peer itself is
+// SIGKILLed and has no chance to clean up.
+//
 // Each server gets a private home: bin/ and conf/ copied, lib/, themes/ and providers/ linked
 // to the shared distribution, data/ its own.  So several test runs can each run a Keycloak
 // from one unpacked distribution without sharing a transaction log.
 
 import { spawn, execFileSync } from 'node:child_process';
 import {
-  cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync,
+  cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync,
 } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -98,18 +102,54 @@ const java = spawn('sh', [join(home, 'bin/kc.sh'), 'start', '--optimized',
     JAVA_OPTS_APPEND: '-Xms64m -Xmx768m -XX:TieredStopAtLevel=1',
   },
   stdio: ['ignore', 2, 2], // stdout is ours: the ready line
-  detached: true,
 });
+
+/** pid and all its descendants (kc.sh, then the JVM), read from /proc. */
+function tree(pid) {
+  const children = new Map();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (!children.has(ppid)) children.set(ppid, []);
+      children.get(ppid).push(Number(name));
+    } catch { /* gone meanwhile */ }
+  }
+  const all = [];
+  for (let todo = [pid]; todo.length;) {
+    const p = todo.pop();
+    all.push(p);
+    todo.push(...(children.get(p) || []));
+  }
+  return all;
+}
+
+function zombie(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return false;
+  }
+}
+
+function signalTree(sig) {
+  for (const p of tree(java.pid)) {
+    try { process.kill(p, sig); } catch { /* gone */ }
+  }
+}
 
 let stopping = false;
 function stop(code = 0) {
   if (stopping) return;
   stopping = true;
-  try { process.kill(-java.pid, 'SIGTERM'); } catch { /* gone */ }
-  const kill = setTimeout(() => {
-    try { process.kill(-java.pid, 'SIGKILL'); } catch { /* gone */ }
-  }, 10_000);
-  const done = () => {
+  const pids = tree(java.pid);
+  signalTree('SIGTERM');
+  const kill = setTimeout(() => signalTree('SIGKILL'), 10_000);
+  // kc.sh may go before the JVM it started: wait for every process of the tree.
+  const done = async () => {
+    while (pids.some((p) => existsSync(`/proc/${p}`) && !zombie(p))) await sleep(100);
     clearTimeout(kill);
     rmSync(home, { recursive: true, force: true });
     process.exit(code);
