@@ -19,6 +19,7 @@
 
 #include "mlauth/config.h"
 #include "mlauth/err.h"
+#include "mlauth/http.h"
 #include "mlauth/lock.h"
 #include "mlauth/store.h"
 
@@ -99,6 +100,12 @@ lock_acquire_timeout(const char *profile, long timeout_ms, int *fdp, struct ml_e
 		}
 		if (errno != EWOULDBLOCK) {
 			rc = err_set(err, ML_EFAIL, "cannot lock %s: %s", path, strerror(errno));
+			goto out;
+		}
+		/* A Ctrl-C that landed outside the sleep (during flock, or before this
+		 * call) only set the flag: without this check the wait would run on. */
+		if (http_interrupted) {
+			rc = err_set(err, ML_EINTR, "interrupted while waiting for lock %s", path);
 			goto out;
 		}
 		if ((left = deadline - now_ms()) <= 0) {

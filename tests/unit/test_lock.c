@@ -16,6 +16,7 @@
 #include "unit.h"
 
 #include "mlauth/err.h"
+#include "mlauth/http.h"
 #include "mlauth/lock.h"
 
 struct fx {
@@ -299,6 +300,33 @@ test_signal_interrupts_wait(void **state)
 }
 
 /*
+ * A Ctrl-C that arrives while the wait is not asleep (in flock, between two
+ * steps, or just before the call) only sets the flag main.c's handler sets;
+ * the wait must still end at once rather than run its full length.
+ */
+static void
+test_flag_set_outside_sleep_ends_wait(void **state)
+{
+	struct ml_err err;
+	int held = -1, fd = -1;
+
+	assert_int_equal(lock_acquire("t", &held, &err), ML_OK);
+	http_interrupted = 1;
+	err_clear(&err);
+	/* Were the flag ignored, this would wait all 3 s and fail with ML_EFAIL. */
+	assert_int_equal(lock_acquire_timeout("t", 3000, &fd, &err), ML_EINTR);
+	http_interrupted = 0;
+	assert_int_equal(fd, -1);
+	msg_has(err.msg, "interrupted while waiting for lock");
+	/* An uncontended lock is still taken: the caller decides what a Ctrl-C means then. */
+	lock_release(held);
+	http_interrupted = 1;
+	assert_int_equal(lock_acquire_timeout("t", LOCK_WAIT_MS, &fd, &err), ML_OK);
+	http_interrupted = 0;
+	lock_release(fd);
+}
+
+/*
  * A cron job (no XDG_RUNTIME_DIR) and an SSH session (XDG_RUNTIME_DIR set)
  * of one user share a store, so they must share the lock too.
  */
@@ -358,6 +386,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_release_despite_inherited_fd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_signal_interrupts_wait, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flag_set_outside_sleep_ends_wait, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_same_lock_whatever_runtime_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refuses_bad_dir_and_names, setup, teardown),
 	};
