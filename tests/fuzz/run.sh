@@ -20,7 +20,7 @@ set -- -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats
 [ -f "$dict" ] && set -- "$@" -dict="$dict"
 
 # The project's suppressions: GLib keeps type singletons for the process's life.
-export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:intercept_tls_get_addr=0}"
 export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 
