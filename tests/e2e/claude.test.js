@@ -88,16 +88,22 @@ test('mlauth exec --proxy -- claude: five token lifetimes of print-mode runs, no
   const { env, api, op } = await ready({ accessTtl: TTL });
   settings(env, { model: 'claude-opus-4-6' });
   await op.resetCounters();
-  // One proxy for the whole job; Claude Code is started again and again inside it.
-  const script = `end=$(($(date +%s) + ${5 * TTL + 1})); n=0
-    while [ "$(date +%s)" -lt "$end" ]; do
+  // One proxy for the whole job; Claude Code is started again and again inside it, at least
+  // twice, until the job has outlived four of its tokens (four refreshes at the provider),
+  // however long that takes here.
+  const script = `n=0
+    while [ "$n" -lt 2 ] || [ ! -e "$STOP" ]; do
       n=$((n + 1)); "$CLAUDE" -p "Reply to run $n" >"$OUT/run-$n" 2>&1 || { echo "run $n failed"; cat "$OUT/run-$n"; exit 1; }
     done; echo "runs=$n"`;
   const out = join(env.HOME, 'runs');
   mkdirSync(out);
+  const stop = join(env.HOME, 'stop');
   const started = Date.now();
-  const r = await run(['exec', '--proxy', '--min-valid', '1', '--', 'sh', '-c', script],
-    { env: claudeEnv(env, { CLAUDE, OUT: out }), timeoutMs: 600_000 });
+  const job = run(['exec', '--proxy', '--min-valid', '1', '--', 'sh', '-c', script],
+    { env: claudeEnv(env, { CLAUDE, OUT: out, STOP: stop }), timeoutMs: 600_000 });
+  await op.until('refresh', 4, { unless: job });
+  writeFileSync(stop, '');
+  const r = await job;
   const elapsed = (Date.now() - started) / 1000;
   assert.equal(r.code, 0, r.stdout + r.stderr);
   const runs = Number(/runs=(\d+)/.exec(r.stdout)[1]);

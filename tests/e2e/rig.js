@@ -353,6 +353,8 @@ export async function startAPI(options = {}) {
     pid: child.pid,
     script: (entries) => ctl('POST', '/test/script', entries),
     requests: () => ctl('GET', '/test/requests'),
+    /** Lets every stream waiting at a {hold: true} event go on. */
+    release: () => ctl('POST', '/test/release', {}),
     reset: () => ctl('POST', '/test/reset', {}),
     set: (settings) => ctl('POST', '/test/set', settings),
     logs,

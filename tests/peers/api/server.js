@@ -12,7 +12,9 @@
 //   POST /test/script  [entry, …]  each entry answers one later messages request, then normal
 //                      behaviour resumes. entry = {status, headers?, body? (object → JSON,
 //                      string → raw), delayMs?, truncate?, stream? [event…], pauseMs?, skipAuth?}
-//                      A stream event is {event?, data (object → JSON)} or a raw string.
+//                      A stream event is {event?, data (object → JSON)} or a raw string;
+//                      {hold: true} sends nothing and waits there for POST /test/release.
+//   POST /test/release   let every stream waiting at a hold go on
 //   GET  /test/requests  every messages request seen: {method, path, headers, body, authorized}
 //   POST /test/reset     forget requests and script, restore settings
 //   POST /test/set       {streamPauseMs?, dateSkew?}
@@ -245,6 +247,19 @@ function sendJson(res, status, body, headers = {}) {
   res.end(text);
 }
 
+// Streams waiting at a {hold: true} event: what a test sees while the rest is not yet sent
+// is what a client gets before the API has more, whatever the machine's speed.
+let holds = [];
+function holdUntilReleased(res) {
+  return new Promise((resolve) => {
+    holds.push(resolve);
+    res.once('close', () => {
+      holds = holds.filter((go) => go !== resolve);
+      resolve();
+    });
+  });
+}
+
 async function sendStream(res, status, events, pauseMs, { headers = {}, truncate = false } = {}) {
   res.writeHead(status, {
     'Content-Type': 'text/event-stream; charset=utf-8',
@@ -255,7 +270,8 @@ async function sendStream(res, status, events, pauseMs, { headers = {}, truncate
   for (const [i, ev] of events.entries()) {
     if (res.destroyed) return; // the client went away (e.g. Ctrl-C during a stream)
     if (i > 0 && pauseMs) await sleep(pauseMs);
-    res.write(sseFrame(ev));
+    if (ev?.hold === true) await holdUntilReleased(res);
+    else res.write(sseFrame(ev));
   }
   if (truncate) res.destroy(); // no terminating chunk: the client sees a cut stream
   else res.end();
@@ -351,6 +367,12 @@ async function control(req, res, path, raw) {
       return sendJson(res, 200, { queued: script.length });
     case 'GET /test/requests':
       return sendJson(res, 200, requests);
+    case 'POST /test/release': {
+      const n = holds.length;
+      for (const go of holds) go();
+      holds = [];
+      return sendJson(res, 200, { released: n });
+    }
     case 'POST /test/reset':
       script = [];
       requests = [];
