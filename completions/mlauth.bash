@@ -5,6 +5,8 @@
 _mlauth_commands="login token status logout send env exec proxy config doctor help version"
 _mlauth_global_opts="-p --profile -c --config -o --option -v --verbose -q --quiet
 	--no-color -V --version -h --help"
+# The global options mlauth also takes after the command (not -V, not inside exec's command).
+_mlauth_after_opts="-p --profile -c --config -o --option -v --verbose -q --quiet --no-color"
 _mlauth_settings="issuer client_id scope api_base application_name model max_tokens
 	min_valid store ca_file timeout retries"
 
@@ -29,6 +31,39 @@ _mlauth_profiles()
 	while IFS= read -r line || [[ -n $line ]]; do
 		[[ $line =~ $re && ${BASH_REMATCH[1]} != default ]] && echo "${BASH_REMATCH[1]}"
 	done <"$file"
+}
+
+# The value of a global option ($1 the word before, $2 the word under the cursor, $3 the
+# config file given so far): fills cands and succeeds; fails when $2 is no such value.
+_mlauth_global_value()
+{
+	local prev=$1 cur=$2 cfg=$3
+
+	case $prev in
+	-p | --profile)
+		mapfile -t cands < <(compgen -W "$(_mlauth_profiles "$cfg")" -- "$cur") ;;
+	-c | --config)
+		compopt -o filenames 2>/dev/null
+		mapfile -t cands < <(compgen -f -- "$cur") ;;
+	-o | --option)
+		if [[ $cur == store=* ]]; then
+			mapfile -t cands < <(compgen -W "store=auto store=secret-service store=file" -- "$cur")
+		elif [[ $cur != *=* ]]; then
+			compopt -o nospace 2>/dev/null
+			mapfile -t cands < <(compgen -S = -W "$_mlauth_settings" -- "$cur")
+		fi ;;
+	*)
+		case $cur in
+		--profile=*)
+			mapfile -t cands < <(compgen -P --profile= -W "$(_mlauth_profiles "$cfg")" \
+			    -- "${cur#--profile=}") ;;
+		--config=*)
+			compopt -o filenames 2>/dev/null
+			mapfile -t cands < <(compgen -P --config= -f -- "${cur#--config=}") ;;
+		*) return 1 ;;
+		esac ;;
+	esac
+	return 0
 }
 
 _mlauth()
@@ -56,56 +91,41 @@ _mlauth()
 	prev=""
 	((${#w[@]} > 1)) && prev=${w[${#w[@]}-2]}
 
-	# Find the command, skipping the global options and their values.
+	# Find the command and count its operands, skipping the global options and their
+	# values, which may stand on either side of the command (exec's command aside).
 	for ((i = 1; i < ${#w[@]} - 1; i++)); do
 		word=${w[i]}
-		if [[ -z $cmd ]]; then
-			# Short flags may be bundled: -vc FILE, -qp NAME, -cFILE.
-			if [[ $word == --config || $word =~ ^-[vqVh]*c$ ]]; then
-				cfg=${w[i + 1]-}
-				((i++))
-			elif [[ $word == --profile || $word == --option || $word =~ ^-[vqVh]*[po]$ ]]; then
-				((i++))
-			elif [[ $word == --config=* ]]; then
-				cfg=${word#*=}
-			elif [[ $word =~ ^-[vqVh]*c(.+)$ ]]; then
-				cfg=${BASH_REMATCH[1]}
-			elif [[ $word != -* ]]; then
-				cmd=$word
-				cmdi=$i
-			fi
-		elif [[ $word != -* ]]; then
+		[[ $cmd == exec && ($word == -- || $word != -*) ]] && break
+		# Short flags may be bundled: -vc FILE, -qp NAME, -cFILE.
+		if [[ $word == --config || $word =~ ^-[vqVh]*c$ ]]; then
+			cfg=${w[i + 1]-}
+			((i++))
+		elif [[ $word == --profile || $word == --option || $word =~ ^-[vqVh]*[po]$ ]]; then
+			((i++))
+		elif [[ $word == --config=* ]]; then
+			cfg=${word#*=}
+		elif [[ $word =~ ^-[vqVh]*c(.+)$ ]]; then
+			cfg=${BASH_REMATCH[1]}
+		elif [[ $word == -* ]]; then
+			:
+		elif [[ -z $cmd ]]; then
+			cmd=$word
+			cmdi=$i
+		else
 			((nargs++))
 		fi
 	done
 
 	if [[ -z $cmd ]]; then
-		case $prev in
-		-p | --profile)
-			mapfile -t cands < <(compgen -W "$(_mlauth_profiles "$cfg")" -- "$cur") ;;
-		-c | --config)
-			compopt -o filenames 2>/dev/null
-			mapfile -t COMPREPLY < <(compgen -f -- "$cur")
-			return 0 ;;
-		-o | --option)
-			if [[ $cur == store=* ]]; then
-				mapfile -t cands < <(compgen -W "store=auto store=secret-service store=file" -- "$cur")
-			elif [[ $cur != *=* ]]; then
-				compopt -o nospace 2>/dev/null
-				mapfile -t cands < <(compgen -S = -W "$_mlauth_settings" -- "$cur")
-			fi ;;
-		*)
-			case $cur in
-			--profile=*)
-				mapfile -t cands < <(compgen -P --profile= -W "$(_mlauth_profiles "$cfg")" \
-				    -- "${cur#--profile=}") ;;
-			--config=*)
-				compopt -o filenames 2>/dev/null
-				mapfile -t cands < <(compgen -P --config= -f -- "${cur#--config=}") ;;
-			-*) mapfile -t cands < <(compgen -W "$_mlauth_global_opts" -- "$cur") ;;
-			*) mapfile -t cands < <(compgen -W "$_mlauth_commands" -- "$cur") ;;
-			esac ;;
-		esac
+		if _mlauth_global_value "$prev" "$cur" "$cfg"; then
+			:
+		elif [[ $cur == -* ]]; then
+			mapfile -t cands < <(compgen -W "$_mlauth_global_opts" -- "$cur")
+		else
+			mapfile -t cands < <(compgen -W "$_mlauth_commands" -- "$cur")
+		fi
+	elif [[ $cmd != exec ]] && _mlauth_global_value "$prev" "$cur" "$cfg"; then
+		:
 	else
 		case $cmd in
 		login) [[ $cur == -* ]] &&
@@ -157,7 +177,9 @@ _mlauth()
 				if [[ $word == -- ]]; then
 					start=$((j + 1))
 					break
-				elif [[ $word == -m || $word == --min-valid ]]; then
+				elif [[ $word == -m || $word == --min-valid || $word == -p ||
+				    $word == --profile || $word == -c || $word == --config ||
+				    $word == -o || $word == --option ]]; then
 					((j++))
 				elif [[ $word != -* ]]; then
 					start=$j
@@ -167,8 +189,11 @@ _mlauth()
 			if ((start == 0)); then
 				if [[ $prev == -m || $prev == --min-valid ]]; then
 					return 0
+				elif _mlauth_global_value "$prev" "$cur" "$cfg"; then
+					:
 				elif [[ $cur == -* ]]; then
-					mapfile -t cands < <(compgen -W "--proxy -m --min-valid -h --help --" -- "$cur")
+					mapfile -t cands < <(compgen -W "--proxy -m --min-valid -h --help --
+					    $_mlauth_after_opts" -- "$cur")
 				else
 					start=$((${#w[@]} - 1))
 				fi
@@ -207,6 +232,9 @@ _mlauth()
 		help) ((nargs == 0)) && mapfile -t cands < <(compgen -W "$_mlauth_commands" -- "$cur") ;;
 		version) [[ $cur == -* ]] && mapfile -t cands < <(compgen -W "-h --help" -- "$cur") ;;
 		esac
+		# Then the global options, which mlauth takes after the command too.
+		[[ $cmd != exec && $cur == -* && $cur != *=* ]] &&
+			mapfile -t -O "${#cands[@]}" cands < <(compgen -W "$_mlauth_after_opts" -- "$cur")
 	fi
 
 	# Readline replaces only the text after the last '=' when '=' breaks words.

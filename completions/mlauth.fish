@@ -45,7 +45,7 @@ function __mlauth_operands
         end
         switch $t
             case -p --profile -c --config -o --option
-                test $words -eq 0; and set skip 1
+                set skip 1
             case '-*'
             case '*'
                 set words (math $words + 1)
@@ -128,7 +128,7 @@ function __mlauth_exec_words
                 end
             case options
                 switch $t
-                    case -m --min-valid
+                    case -m --min-valid -p --profile -c --config -o --option
                         set skip 1
                     case --
                         set state command
@@ -144,6 +144,12 @@ function __mlauth_exec_words
     test $state = command; or return 1
     set -q words[1]; and printf '%s\n' $words
     return 0
+end
+
+# Where a global option may stand: mlauth takes them before and after the command, but
+# not among the words of the command that exec runs.
+function __mlauth_globals_ok
+    not __mlauth_exec_words >/dev/null
 end
 
 # exec: complete the command to run, then its arguments as fish completes that command.
@@ -176,13 +182,13 @@ end
 
 complete -c mlauth -f
 
-# Global options: before the command.
-complete -c mlauth -n __mlauth_needs_command -s p -l profile -x -a '(__mlauth_profiles)' -d 'Use the settings and session of a profile'
-complete -c mlauth -n __mlauth_needs_command -s c -l config -r -F -d 'Read settings from a file'
-complete -c mlauth -n __mlauth_needs_command -s o -l option -x -a '(__mlauth_option_values)' -d 'Set KEY=VALUE for this run'
-complete -c mlauth -n __mlauth_needs_command -s v -l verbose -d 'Say more; twice traces HTTP, secrets redacted'
-complete -c mlauth -n __mlauth_needs_command -s q -l quiet -d 'Print only results and errors'
-complete -c mlauth -n __mlauth_needs_command -l no-color -d 'No colour'
+# Global options: before the command, and after it too (mlauth status -q, token -p work).
+complete -c mlauth -n __mlauth_globals_ok -s p -l profile -x -a '(__mlauth_profiles)' -d 'Use the settings and session of a profile'
+complete -c mlauth -n __mlauth_globals_ok -s c -l config -r -F -d 'Read settings from a file'
+complete -c mlauth -n __mlauth_globals_ok -s o -l option -x -a '(__mlauth_option_values)' -d 'Set KEY=VALUE for this run'
+complete -c mlauth -n __mlauth_globals_ok -s v -l verbose -d 'Say more; twice traces HTTP, secrets redacted'
+complete -c mlauth -n __mlauth_globals_ok -s q -l quiet -d 'Print only results and errors'
+complete -c mlauth -n __mlauth_globals_ok -l no-color -d 'No colour'
 complete -c mlauth -n __mlauth_needs_command -s V -l version -d 'Print the version'
 complete -c mlauth -n __mlauth_needs_command -s h -l help -d 'Print the usage'
 

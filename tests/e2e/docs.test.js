@@ -229,8 +229,15 @@ test('bash: commands, profiles from the config file, options', async () => {
   assert.deepEqual(await bashComplete(['mlauth', '-p', ''], env), ['default', 'staging', 'ci.build-2']);
   assert.deepEqual(await bashComplete(['mlauth', '--profile', 's'], env), ['staging']);
   assert.deepEqual(await bashComplete(['mlauth', '-q', '-p', 'staging', 'd'], env), ['doctor']);
-  assert.deepEqual(await bashComplete(['mlauth', 'login', '--q'], env), ['--qr']);
-  assert.deepEqual(await bashComplete(['mlauth', 'doctor', '-'], env), ['-j', '--json', '-h', '--help']);
+  assert.deepEqual(await bashComplete(['mlauth', 'login', '--q'], env), ['--qr', '--quiet']);
+  const after = ['-p', '--profile', '-c', '--config', '-o', '--option', '-v', '--verbose', '-q', '--quiet',
+    '--no-color'];
+  assert.deepEqual(await bashComplete(['mlauth', 'doctor', '-'], env), ['-j', '--json', '-h', '--help', ...after]);
+  // The global options after the command too, as mlauth takes them there, with their values.
+  assert.deepEqual(await bashComplete(['mlauth', 'token', '--q'], env), ['--quiet']);
+  assert.deepEqual(await bashComplete(['mlauth', 'status', '-p', ''], env), ['default', 'staging', 'ci.build-2']);
+  assert.deepEqual(await bashComplete(['mlauth', 'config', '-p', 'staging', 'sc'], env), ['scope']);
+  assert.deepEqual(await bashComplete(['mlauth', 'help', '-q', 'ex'], env), ['exec']);
   assert.deepEqual(await bashComplete(['mlauth', 'env', '--shell', ''], env), ['sh', 'fish']);
   assert.deepEqual(await bashComplete(['mlauth', 'env', '--s'], env), ['--shell']);
   assert.deepEqual(await bashComplete(['mlauth', 'help', 'ex'], env), ['exec']);
@@ -244,6 +251,10 @@ test('bash: exec completes its options, then the command to run, then files', as
   assert.deepEqual(await bashComplete(['mlauth', 'exec', 'mlauthdocs-t'], env), ['mlauthdocs-tool']);
   assert.deepEqual(await bashComplete(['mlauth', '-p', 'staging', 'exec', '-m', '900', '--', 'mlauthdocs-t'], env),
     ['mlauthdocs-tool']);
+  // Global options among exec's own, not taken for the command to run.
+  assert.deepEqual(await bashComplete(['mlauth', 'exec', '-p', ''], env), ['default', 'staging', 'ci.build-2']);
+  assert.deepEqual(await bashComplete(['mlauth', 'exec', '-p', 'staging', 'mlauthdocs-t'], env), ['mlauthdocs-tool']);
+  assert.deepEqual(await bashComplete(['mlauth', 'exec', '--q'], env), ['--quiet']);
   // After the command: its arguments, file names here (no bash-completion loaded).
   const dir = join(env.HOME, 'data-dir');
   mkdirSync(dir);
@@ -252,6 +263,7 @@ test('bash: exec completes its options, then the command to run, then files', as
     [`${dir}/input.txt`]);
   // An option of the command is not mistaken for one of exec's.
   assert.deepEqual(await bashComplete(['mlauth', 'exec', '--', 'mlauthdocs-tool', '--m'], env), []);
+  assert.deepEqual(await bashComplete(['mlauth', 'exec', '--', 'mlauthdocs-tool', '--q'], env), []);
 });
 
 // ---- zsh ----------------------------------------------------------------------------------
@@ -290,6 +302,14 @@ test('fish: the completion parses, and completes commands, profiles and exec', a
   assert.deepEqual(await fishComplete('mlauth exec -- mlauthdocs-t', env), ['mlauthdocs-tool']);
   assert.deepEqual(await fishComplete('mlauth exec -m 900 mlauthdocs-t', env), ['mlauthdocs-tool']);
   assert.ok((await fishComplete('mlauth exec --', env)).includes('--min-valid'));
+  // The global options after the command too, with their values; not among exec's CMD.
+  assert.deepEqual(await fishComplete('mlauth token --q', env), ['--quiet']);
+  assert.deepEqual((await fishComplete('mlauth status -p ', env)).sort(), ['ci.build-2', 'default', 'staging']);
+  assert.ok((await fishComplete('mlauth doctor --', env)).includes('--profile'));
+  assert.deepEqual(await fishComplete('mlauth config -p staging sc', env), ['scope']);
+  assert.deepEqual(await fishComplete('mlauth exec -p staging mlauthdocs-t', env), ['mlauthdocs-tool']);
+  assert.ok((await fishComplete('mlauth exec --', env)).includes('--quiet'));
+  assert.deepEqual(await fishComplete('mlauth exec -- mlauthdocs-tool --q', env), []);
 });
 
 // ---- make install / uninstall -------------------------------------------------------------
