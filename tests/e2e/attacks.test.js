@@ -9,15 +9,10 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { MLAUTH_BIN, run, spawnMlauth, stopAll, tmpEnv } from './rig.js';
-import { forgetCache, selfSigned, sleep } from './fixtures.js';
-import { startHostile, startSink } from '../peers/hostile/server.js';
+import { forgetCache, hostilePeers, selfSigned, sleep } from './fixtures.js';
 
-const servers = [];
-after(async () => {
-  await Promise.all(servers.map((s) => s.close()));
-  for (const s of servers) if (s.issuer) forgetCache(s.issuer);
-  await stopAll();
-});
+const peers = hostilePeers();
+after(stopAll);
 
 const T = ['-o', 'timeout=3'];
 const b64url = (s) => Buffer.from(s).toString('base64url');
@@ -29,8 +24,7 @@ const rawJwt = (json) => `${b64url('{"alg":"RS256","typ":"JWT"}')}.${b64url(json
 const tokenAnswer = (patch = {}) => ({ kind: 'good', patch: { id_token: null, ...patch } });
 
 async function hostile(options) {
-  const h = await startHostile(options);
-  servers.push(h);
+  const h = await peers.hostile(options);
   h.set({ device_token: tokenAnswer() });
   return h;
 }
@@ -136,8 +130,7 @@ describe('an https issuer whose discovery points at plain http', { concurrency: 
     test(`${key} on plain-http loopback: refused before the device code goes anywhere, exit 1`, async () => {
       const c = selfSigned('IP:127.0.0.1');
       const h = await hostile({ tls: c });
-      const s = await startSink('127.0.0.1');
-      servers.push(s);
+      const s = await peers.sink('127.0.0.1');
       h.set({ discovery: { kind: 'good', patch: { [key]: `${s.url}/realms/hostile/x` } } });
       const r = await run([...T, '-o', `ca_file=${c.certFile}`, 'login', '--no-browser'], { env: homeFor(h), timeoutMs: 20_000 });
       refused(r, 1, new RegExp(`^mlauth: discovery at https://127\\.0\\.0\\.1:\\d+ lists ${key} http://127\\.0\\.0\\.1:\\d+/realms/hostile/x: plain http, but the issuer is https$`), h);
@@ -159,8 +152,7 @@ describe('a config file another user could write', { concurrency: 2 }, () => {
   /** A logged-in victim whose config file lives in dir `shared` (mode dirMode), file mode fileMode. */
   async function victim({ dirMode, fileMode }) {
     const h = await hostile();
-    const sink = await startSink('127.0.0.1');
-    servers.push(sink);
+    const sink = await peers.sink('127.0.0.1');
     const home = tmpEnv();
     chmodSync(home.dir, 0o711); // others may pass through, not list or write
     const shared = join(home.dir, 'shared');

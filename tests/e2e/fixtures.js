@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { after } from 'node:test';
 import { spawnMlauth, startAPI, startKeyring, startOP, tmpEnv } from './rig.js';
+import { startHostile, startSink } from '../peers/hostile/server.js';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export const JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
@@ -79,21 +81,30 @@ const usesFile = (env) => env.MLAUTH_STORE === 'file' || !env.DBUS_SESSION_BUS_A
  */
 export async function ageSession(env, left, profile = 'default') {
   const file = join(env.XDG_STATE_HOME, 'mlauth', `${profile}.json`);
-  const before = usesFile(env) ? JSON.parse(readFileSync(file, 'utf8')) : await storedRecord(env, profile);
+  if (usesFile(env)) return ageRecord(file, left, profile);
+  const before = await storedRecord(env, profile);
   assert.ok(before, 'a stored session to age');
-  const r = { ...before, expires_at: Math.floor(Date.now() / 1000) + left };
-  r.obtained_at = r.expires_at - 3600;
-  if (usesFile(env)) {
-    writeFileSync(`${file}.test-tmp`, JSON.stringify(r), { mode: 0o600 });
-    renameSync(`${file}.test-tmp`, file);
-  } else {
-    const s = await tool('secret-tool', ['store', '--label', `mlauth: ${profile} (${r.issuer})`,
-      'xdg:schema', 'org.mlauth.Token', 'profile', profile, 'issuer', r.issuer,
-      'client_id', r.client_id], env, JSON.stringify(r));
-    assert.equal(s.code, 0, s.err);
-  }
+  const r = aged(before, left);
+  const s = await tool('secret-tool', ['store', '--label', `mlauth: ${profile} (${r.issuer})`,
+    'xdg:schema', 'org.mlauth.Token', 'profile', profile, 'issuer', r.issuer,
+    'client_id', r.client_id], env, JSON.stringify(r));
+  assert.equal(s.code, 0, s.err);
   forgetCache(r.issuer, profile);
   return before;
+}
+
+/** ageSession for the file store at `file`, wherever it is (under HOME for cron and SSH). */
+export function ageRecord(file, left, profile = 'default') {
+  const before = JSON.parse(readFileSync(file, 'utf8'));
+  writeFileSync(`${file}.test-tmp`, JSON.stringify(aged(before, left)), { mode: 0o600 });
+  renameSync(`${file}.test-tmp`, file);
+  forgetCache(before.issuer, profile);
+  return before;
+}
+
+function aged(record, left) {
+  const expires = Math.floor(Date.now() / 1000) + left;
+  return { ...record, expires_at: expires, obtained_at: expires - 3600 };
 }
 
 /**
@@ -108,4 +119,21 @@ export async function loggedInWithAPI(opOptions = {}) {
   const r = await login(s.env, s.op);
   if (r.code !== 0) throw new Error(`login failed: ${r.stderr}`);
   return { ...s, api };
+}
+
+/**
+ * The hostile peers of one test file: hostile(options) and sink(address) start one; all are
+ * closed, and the discovery cache entries of their issuers forgotten, after the file's tests.
+ */
+export function hostilePeers() {
+  const servers = [];
+  after(async () => {
+    await Promise.all(servers.map((s) => s.close()));
+    for (const s of servers) if (s.issuer) forgetCache(s.issuer);
+  });
+  const keep = (s) => { servers.push(s); return s; };
+  return {
+    hostile: async (options) => keep(await startHostile(options)),
+    sink: async (address) => keep(await startSink(address)),
+  };
 }

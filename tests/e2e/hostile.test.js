@@ -7,15 +7,10 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { run, stopAll, tmpEnv } from './rig.js';
-import { JWT, ageSession, forgetCache, selfSigned } from './fixtures.js';
-import { startHostile, startSink } from '../peers/hostile/server.js';
+import { JWT, ageSession, hostilePeers, selfSigned } from './fixtures.js';
 
-const servers = [];
-after(async () => {
-  await Promise.all(servers.map((s) => s.close()));
-  for (const s of servers) if (s.issuer) forgetCache(s.issuer);
-  await stopAll();
-});
+const peers = hostilePeers();
+after(stopAll);
 
 // The provider's requests: 3 s at most, for the cases that end on that timeout only. Every
 // other case keeps the default, so a peer slowed by load (it shares this process's event
@@ -23,17 +18,8 @@ after(async () => {
 const T = ['-o', 'timeout=3'];
 const MiB = 1024 * 1024;
 
-async function hostile(options) {
-  const h = await startHostile(options);
-  servers.push(h);
-  return h;
-}
-
-async function sink() {
-  const s = await startSink('127.0.0.2');
-  servers.push(s);
-  return s;
-}
+const hostile = peers.hostile;
+const sink = () => peers.sink('127.0.0.2');
 
 /** A private home using the file store, pointed at h in both roles. */
 function homeFor(h, extra = {}) {

@@ -15,7 +15,7 @@ import {
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { MLAUTH_BIN, run, spawnMlauth, startAPI, startOP, stopAll, tmpEnv } from './rig.js';
-import { JWT, forgetCache, sleep } from './fixtures.js';
+import { JWT, ageRecord, forgetCache, sleep } from './fixtures.js';
 import { startHostile } from '../peers/hostile/server.js';
 
 const NOBODY = 65534;
@@ -59,15 +59,7 @@ async function login(w, args = [], env = w.env) {
 const recordPath = (w) => join(w.dir, 'default.json');
 const readRecord = (w) => JSON.parse(readFileSync(recordPath(w), 'utf8'));
 
-function age(w, left) {
-  const r = readRecord(w);
-  r.expires_at = now() + left;
-  r.obtained_at = r.expires_at - 3600;
-  writeFileSync(`${recordPath(w)}.test-tmp`, JSON.stringify(r), { mode: 0o600 });
-  renameSync(`${recordPath(w)}.test-tmp`, recordPath(w));
-  forgetCache(w.op.issuer);
-  return r;
-}
+const age = (w, left) => ageRecord(recordPath(w), left);
 
 /**
  * Every secret seen so far, and the long pieces of each (a JWT's payload or signature alone

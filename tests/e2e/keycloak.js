@@ -7,9 +7,10 @@
 //   ... mlauth login against realm.issuer ...
 //   await realm.approve(verificationUriComplete);      // alice logs in and grants consent
 //
-// The server: `make e2e` starts one (tests/e2e/run.js) and hands its URL and admin password
-// to every test process in MLAUTH_KC_URL / MLAUTH_KC_ADMIN_PASSWORD.  A test file run on its
-// own (node --test tests/e2e/x.test.js) starts its own the first time keycloak() is called.
+// The server: `make e2e` starts one (tests/e2e/run.js) and hands it to every test process
+// through MLAUTH_KC_STATE (a file that gets its URL once it answers) and
+// MLAUTH_KC_ADMIN_PASSWORD.  A test file run on its own (node --test tests/e2e/x.test.js)
+// starts its own the first time keycloak() is called.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -37,37 +38,35 @@ export function keycloak() {
 }
 
 async function connect() {
-  let url = process.env.MLAUTH_KC_URL;
   let password = process.env.MLAUTH_KC_ADMIN_PASSWORD;
-  if (!url || !password) {
+  const stateFile = process.env.MLAUTH_KC_STATE;
+  let url;
+  if (!stateFile || !password) {
     password = randomBytes(18).toString('base64url');
     ({ url } = await startKeycloak({ adminPassword: password }));
   } else {
-    await waitUntilAnswering(url);
+    url = await booted(stateFile);
   }
   return serverHandle(url, password);
 }
 
-async function waitUntilAnswering(url) {
+/** The URL of run.js's server once it answers, from the state file run.js writes then. */
+async function booted(file) {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (;;) {
-    // run.js writes here when the server it started died or never answered.
-    const state = process.env.MLAUTH_KC_STATE ? readState(process.env.MLAUTH_KC_STATE) : '';
-    if (state.startsWith('failed')) throw new Error(`Keycloak ${state}`);
-    try {
-      const res = await fetch(`${url}/realms/master/.well-known/openid-configuration`);
-      if (res.ok) return;
-    } catch { /* not yet */ }
-    if (Date.now() > deadline) throw new Error(`Keycloak at ${url} did not answer`);
+    const state = readState(file);
+    if (state?.failed) throw new Error(`Keycloak ${state.failed}`);
+    if (state?.url) return state.url;
+    if (Date.now() > deadline) throw new Error(`Keycloak did not come up (${file} says nothing)`);
     await sleep(250);
   }
 }
 
 function readState(file) {
   try {
-    return readFileSync(file, 'utf8');
+    return JSON.parse(readFileSync(file, 'utf8'));
   } catch {
-    return '';
+    return null; // not written yet
   }
 }
 

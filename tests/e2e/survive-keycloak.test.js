@@ -2,10 +2,10 @@
 // mid-refresh loses no session; a session Keycloak refuses (consent revoked, signed out by
 // an administrator) exits 3, is never presented again, and `mlauth login` needs no --force.
 import assert from 'node:assert/strict';
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { forgetCache, JWT } from './fixtures.js';
+import { JWT, ageRecord } from './fixtures.js';
 import { CLIENT_ID, deviceLogin, keycloak } from './keycloak.js';
 import { run, spawnMlauth, stopAll, tmpEnv } from './rig.js';
 
@@ -23,14 +23,7 @@ async function user(realm) {
   assert.equal(r.code, 0, r.stderr);
   const file = join(env.XDG_STATE_HOME, 'mlauth', 'default.json');
   const record = () => JSON.parse(readFileSync(file, 'utf8'));
-  const age = () => {
-    const rec = record();
-    rec.expires_at = Math.floor(Date.now() / 1000) - 60;
-    rec.obtained_at = rec.expires_at - 3600;
-    writeFileSync(`${file}.t`, JSON.stringify(rec), { mode: 0o600 });
-    renameSync(`${file}.t`, file);
-    forgetCache(realm.issuer);
-  };
+  const age = () => ageRecord(file, -60);
   return { env, record, age };
 }
 

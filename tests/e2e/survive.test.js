@@ -6,11 +6,11 @@
 // and the kernel-keyring cache entry dropped, as the kernel does at expiry.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { run, spawnMlauth, startKeyring, startOP, stopAll, tmpEnv } from './rig.js';
-import { JWT, forgetCache, tool } from './fixtures.js';
+import { JWT, ageRecord, forgetCache, tool } from './fixtures.js';
 
 const issuers = new Set();
 const mounts = [];
@@ -48,15 +48,7 @@ async function fileUser(op) {
 const record = (u) => JSON.parse(readFileSync(u.file, 'utf8'));
 
 /** Rewrites the record with its access token expiring in `left` s (negative: expired). */
-function age(u, left) {
-  const r = record(u);
-  r.expires_at = now() + left;
-  r.obtained_at = r.expires_at - 3600;
-  writeFileSync(`${u.file}.test-tmp`, JSON.stringify(r), { mode: 0o600 });
-  renameSync(`${u.file}.test-tmp`, u.file);
-  forgetCache(u.op.issuer);
-  return r;
-}
+const age = (u, left) => ageRecord(u.file, left);
 
 describe('one lock per profile, whatever the environment', () => {
   test('cron and SSH on one store, 20 calls each with a refresh due: one refresh, no loss', async () => {
