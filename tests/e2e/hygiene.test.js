@@ -17,6 +17,7 @@ import { after, describe, test } from 'node:test';
 import { MLAUTH_BIN, run, spawnMlauth, startAPI, startOP, stopAll, tmpEnv } from './rig.js';
 import { JWT, ageRecord, forgetCache, sleep } from './fixtures.js';
 import { startHostile } from '../peers/hostile/server.js';
+import { descendants } from '../peers/proc.js';
 
 const NOBODY = 65534;
 // Running a process as another user, and handing a file to one, takes root (as in CI).
@@ -94,24 +95,6 @@ function procEntries(pid, file) {
   } catch {
     return null;
   }
-}
-
-/** pid and all its descendants, from /proc. */
-function family(pid) {
-  const parents = new Map();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      parents.set(Number(name), ppid);
-    } catch { /* gone */ }
-  }
-  const out = [pid];
-  for (let i = 0; i < out.length; i++) {
-    for (const [p, pp] of parents) if (pp === out[i] && !out.includes(p)) out.push(p);
-  }
-  return out;
 }
 
 /** Waits (bounded) until cond() holds. */
@@ -255,7 +238,7 @@ describe('secret hygiene', { concurrency: 2 }, () => {
       const env = { ...w.env, DISPLAY: ':99', PATH: `${bin}:${process.env.PATH}` };
       const inspected = [];
       const inspect = (pid, what) => {
-        for (const p of family(pid)) {
+        for (const p of descendants(pid)) {
           const cmdline = procEntries(p, 'cmdline');
           const environ = procEntries(p, 'environ');
           if (cmdline) inspected.push({ what: `${what} pid ${p} cmdline`, text: cmdline.join(' ') });
@@ -268,7 +251,7 @@ describe('secret hygiene', { concurrency: 2 }, () => {
       const m = await h.waitFor(/shows the code (\S+)/, { stream: 'stderr' });
       await until(() => existsSync(seen) && readFileSync(seen, 'utf8').includes('PATH='), 'the fake browser');
       inspect(h.pid, 'login');
-      assert.ok(family(h.pid).length >= 2, 'the browser is a child of mlauth');
+      assert.ok(descendants(h.pid).length >= 2, 'the browser is a child of mlauth');
       await w.op.approve(m[1]);
       assert.equal((await h.done).code, 0, h.stderr);
       const browser = readFileSync(seen, 'utf8');
@@ -292,7 +275,7 @@ describe('secret hygiene', { concurrency: 2 }, () => {
 
       // exec: the token goes to the child's environment (by design), never to a command line.
       const e = spawnMlauth(['exec', '--', 'sleep', '1'], { env: w.env });
-      await until(() => family(e.pid).length >= 2, 'the exec child');
+      await until(() => descendants(e.pid).length >= 2, 'the exec child');
       inspect(e.pid, 'exec');
       assert.equal((await e.done).code, 0, e.stderr);
 

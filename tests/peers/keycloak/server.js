@@ -21,13 +21,14 @@
 
 import { spawn, execFileSync } from 'node:child_process';
 import {
-  cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync,
+  cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync,
 } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { descendants } from '../proc.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, '../../..');
@@ -104,27 +105,6 @@ const java = spawn('sh', [join(home, 'bin/kc.sh'), 'start', '--optimized',
   stdio: ['ignore', 2, 2], // stdout is ours: the ready line
 });
 
-/** pid and all its descendants (kc.sh, then the JVM), read from /proc. */
-function tree(pid) {
-  const children = new Map();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (!children.has(ppid)) children.set(ppid, []);
-      children.get(ppid).push(Number(name));
-    } catch { /* gone meanwhile */ }
-  }
-  const all = [];
-  for (let todo = [pid]; todo.length;) {
-    const p = todo.pop();
-    all.push(p);
-    todo.push(...(children.get(p) || []));
-  }
-  return all;
-}
-
 function zombie(pid) {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -135,7 +115,7 @@ function zombie(pid) {
 }
 
 function signalTree(sig) {
-  for (const p of tree(java.pid)) {
+  for (const p of descendants(java.pid)) {
     try { process.kill(p, sig); } catch { /* gone */ }
   }
 }
@@ -144,7 +124,7 @@ let stopping = false;
 function stop(code = 0) {
   if (stopping) return;
   stopping = true;
-  const pids = tree(java.pid);
+  const pids = descendants(java.pid);
   signalTree('SIGTERM');
   const kill = setTimeout(() => signalTree('SIGKILL'), 10_000);
   // kc.sh may go before the JVM it started: wait for every process of the tree.
