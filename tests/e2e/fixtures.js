@@ -4,7 +4,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after } from 'node:test';
-import { spawnMlauth, startAPI, startKeyring, startOP, tmpEnv } from './rig.js';
+import { run, spawnMlauth, startAPI, startKeyring, startOP, tmpEnv } from './rig.js';
 import { startHostile, startSink } from '../peers/hostile/server.js';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -136,4 +136,49 @@ export function hostilePeers() {
     hostile: async (options) => keep(await startHostile(options)),
     sink: async (address) => keep(await startSink(address)),
   };
+}
+
+/**
+ * n forced refreshes (age() makes the token stale), each hit by signal, to the process or
+ * with group its whole group: one in three while the provider holds the request
+ * unprocessed, one in three after it has rotated the refresh token but before its answer
+ * left (let go once the caller is dead: the detached refresh still waits for it), one in
+ * three at a random moment of the call.  peer is what holds: the oidc-provider peer, or a
+ * gate (tests/peers/gate.js) in front of Keycloak.  After each, the next `mlauth token` must
+ * print a token; where it does not, the session was lost and relogin() starts a new one.
+ * Resolves { runs, held, lost: [what mlauth said] }.
+ */
+export async function killRefreshes({ peer, env, age, relogin, n, signal, group = false }) {
+  const stats = { runs: 0, held: 0, lost: [] };
+  for (let i = 0; i < n; i++) {
+    age();
+    const when = ['before', 'after', 'random'][i % 3];
+    await peer.set({ hold: when === 'random' ? null : { grant: 'refresh_token', when } });
+    const { held } = await peer.counters();
+    const h = spawnMlauth(['token'], { env });
+    let timer;
+    if (when === 'random') {
+      timer = setTimeout(() => h.kill(signal, { group }), Math.floor(Math.random() * 400));
+    } else {
+      await peer.until('held', held + 1, { unless: h.done });
+      h.kill(signal, { group });
+    }
+    const r = await h.done;
+    clearTimeout(timer);
+    if (when !== 'random') {
+      assert.ok(r.signal || r.code === 130, `${signal} while held: ${r.code} ${r.stderr}`);
+      stats.held++;
+      await peer.set({ hold: null }); // the provider goes on: to a client that still waits
+    }
+    stats.runs++;
+    const t = await run(['token'], { env, timeoutMs: 60_000 });
+    if (t.code === 0) {
+      assert.match(t.stdout.trimEnd(), JWT);
+      continue;
+    }
+    assert.match(t.stderr, /run mlauth login/, t.stderr);
+    stats.lost.push(`${signal}${group ? ' (group)' : ''} ${when}: ${t.stderr.trim()}`);
+    await relogin();
+  }
+  return stats;
 }
