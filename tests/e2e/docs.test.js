@@ -9,13 +9,13 @@
 // caller's environment, so that under `make e2e` / `make asan` it sees the same build tree
 // and flags as the run that built the binaries.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import {
   chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync,
   statSync, utimesSync, writeFileSync,
 } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { after, test } from 'node:test';
+import { execProgram } from './fixtures.js';
 import { REPO, run, stopAll, tmpEnv } from './rig.js';
 
 after(stopAll);
@@ -26,24 +26,7 @@ const ZSH = join(REPO, 'completions/_mlauth');
 const FISH = join(REPO, 'completions/mlauth.fish');
 const DEFAULT_ISSUER = 'https://kcpro.virtuosgames.com/realms/Virtuos';
 
-/** Runs a program to completion; resolves { code, signal, stdout, stderr }. */
-function exec(cmd, args, { cwd = REPO, env, input = '', timeoutMs = 120_000 } = {}) {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(cmd, args, { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.stdout.setEncoding('utf8').on('data', (s) => { stdout += s; });
-    child.stderr.setEncoding('utf8').on('data', (s) => { stderr += s; });
-    child.stdin.on('error', () => {});
-    child.stdin.end(input);
-    child.once('error', (err) => { clearTimeout(timer); reject(err); });
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      resolvePromise({ code, signal, stdout, stderr });
-    });
-  });
-}
+const exec = (cmd, args, opts = {}) => execProgram(cmd, args, { cwd: REPO, ...opts });
 
 const report = (r) => `exit ${r.code}${r.signal ? ` (${r.signal})` : ''}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
 

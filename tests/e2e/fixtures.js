@@ -27,21 +27,33 @@ export async function login(env, op, { deny = false, args = [] } = {}) {
   return h.done;
 }
 
-/** Runs a tool (not mlauth) with PATH and exactly env; resolves { code, out, err }. */
-export function tool(cmd, args, env, input) {
+/**
+ * Runs a program to completion with exactly env; resolves { code, signal, stdout, stderr }.
+ * input goes to its stdin (a program that exits without reading it is no error); after
+ * timeoutMs (a hang guard; 0: none) it is killed.
+ */
+export function execProgram(cmd, args, { cwd, env, input = '', timeoutMs = 120_000 } = {}) {
   return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, {
-      env: { PATH: process.env.PATH, ...env }, stdio: ['pipe', 'pipe', 'pipe'],
+    const p = spawn(cmd, args, { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const timer = timeoutMs ? setTimeout(() => p.kill('SIGKILL'), timeoutMs) : null;
+    p.stdout.setEncoding('utf8').on('data', (d) => { stdout += d; });
+    p.stderr.setEncoding('utf8').on('data', (d) => { stderr += d; });
+    p.once('error', (e) => { clearTimeout(timer); reject(e); });
+    p.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
     });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => { out += d; });
-    p.stderr.on('data', (d) => { err += d; });
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code, out, err }));
-    p.stdin.on('error', () => {}); // the tool may exit without reading its input
-    p.stdin.end(input ?? '');
+    p.stdin.on('error', () => {});
+    p.stdin.end(input);
   });
+}
+
+/** Runs a tool (not mlauth) with PATH and exactly env; resolves { code, out, err }. */
+export async function tool(cmd, args, env, input) {
+  const r = await execProgram(cmd, args, { env: { PATH: process.env.PATH, ...env }, input: input ?? '', timeoutMs: 0 });
+  return { code: r.code, out: r.stdout, err: r.stderr };
 }
 
 /** The stored record, read the way any other tool would: secret-tool. */
