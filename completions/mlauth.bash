@@ -66,10 +66,37 @@ _mlauth_global_value()
 	return 0
 }
 
+# Whether word, an option after command cmd, takes the next word as its value. In a
+# short bundle the first letter that takes a value takes the rest of the word, or the next
+# word when it is the last (-jm 60, -m60).
+_mlauth_takes_value()
+{
+	local cmd=$1 word=$2 letters=pco k
+
+	case $cmd in
+	token | env | exec | proxy) letters+=m ;;
+	send) letters+=s ;;
+	esac
+	if [[ $word == -[!-]* ]]; then
+		for ((k = 1; k < ${#word}; k++)); do
+			[[ $letters == *"${word:k:1}"* ]] && return $((k != ${#word} - 1))
+		done
+		return 1
+	fi
+	case $cmd:$word in
+	*:--profile | *:--config | *:--option | \
+	token:--min-valid | token:--format | env:--min-valid | env:--shell | exec:--min-valid | \
+	proxy:--min-valid | proxy:--port | proxy:--shell | send:--model | send:--max-tokens | \
+	send:--system | send:--temperature | send:--body | send:--retries)
+		return 0 ;;
+	esac
+	return 1
+}
+
 _mlauth()
 {
 	local -a w=() widx=()
-	local i j join=0 cur prev cmd="" cmdi=0 cfg="" nargs=0 word prefix start
+	local i join=0 cur prev cmd="" cfg="" nargs=0 start=0 word prefix
 	local -a cands=()
 
 	# Glue "--format" "=" "json" (split by COMP_WORDBREAKS) back into one word;
@@ -91,13 +118,20 @@ _mlauth()
 	prev=""
 	((${#w[@]} > 1)) && prev=${w[${#w[@]}-2]}
 
-	# Find the command and count its operands, skipping the global options and their
-	# values, which may stand on either side of the command (exec's command aside).
+	# Find the command and where its operands start (start: the first, or the word after
+	# "--"), skipping options and their values. mlauth parses as getopt's "+" does: the
+	# global options stand on either side of the command, and all options end at the
+	# first operand.
 	for ((i = 1; i < ${#w[@]} - 1; i++)); do
 		word=${w[i]}
-		[[ $cmd == exec && ($word == -- || $word != -*) ]] && break
+		if ((start)); then
+			((nargs++))
+			continue
+		fi
 		# Short flags may be bundled: -vc FILE, -qp NAME, -cFILE.
-		if [[ $word == --config || $word =~ ^-[vqVh]*c$ ]]; then
+		if [[ -n $cmd && $word == -- ]]; then
+			start=$((i + 1))
+		elif [[ $word == --config || $word =~ ^-[vqVh]*c$ ]]; then
 			cfg=${w[i + 1]-}
 			((i++))
 		elif [[ $word == --profile || $word == --option || $word =~ ^-[vqVh]*[po]$ ]]; then
@@ -106,13 +140,15 @@ _mlauth()
 			cfg=${word#*=}
 		elif [[ $word =~ ^-[vqVh]*c(.+)$ ]]; then
 			cfg=${BASH_REMATCH[1]}
+		elif [[ -n $cmd ]] && _mlauth_takes_value "$cmd" "$word"; then
+			((i++))
 		elif [[ $word == -* ]]; then
 			:
 		elif [[ -z $cmd ]]; then
 			cmd=$word
-			cmdi=$i
 		else
-			((nargs++))
+			start=$i
+			nargs=1
 		fi
 	done
 
@@ -124,6 +160,8 @@ _mlauth()
 		else
 			mapfile -t cands < <(compgen -W "$_mlauth_commands" -- "$cur")
 		fi
+	elif [[ $cmd != exec ]] && ((start)); then
+		: # operands only: the message text of send, config's KEY, help's COMMAND
 	elif [[ $cmd != exec ]] && _mlauth_global_value "$prev" "$cur" "$cfg"; then
 		:
 	else
@@ -171,21 +209,6 @@ _mlauth()
 			fi ;;
 		exec)
 			# exec's options end at "--" or at the first operand, the command to run.
-			start=0
-			for ((j = cmdi + 1; j < ${#w[@]} - 1; j++)); do
-				word=${w[j]}
-				if [[ $word == -- ]]; then
-					start=$((j + 1))
-					break
-				elif [[ $word == -m || $word == --min-valid || $word == -p ||
-				    $word == --profile || $word == -c || $word == --config ||
-				    $word == -o || $word == --option ]]; then
-					((j++))
-				elif [[ $word != -* ]]; then
-					start=$j
-					break
-				fi
-			done
 			if ((start == 0)); then
 				if [[ $prev == -m || $prev == --min-valid ]]; then
 					return 0

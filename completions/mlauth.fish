@@ -1,58 +1,87 @@
 # fish completion for mlauth(1); installed as
 # $(datadir)/fish/vendor_completions.d/mlauth.fish.
 
-# The command word (login, token, ...), skipping global options and their values.
-function __mlauth_command
+# Whether $argv[2], an option after command $argv[1], takes the next word as its value.
+# In a short bundle the first letter that takes a value takes the rest of the word, or
+# the next word when it is the last (-jm 60, -m60).
+function __mlauth_takes_value
+    set -l word $argv[2]
+    set -l letters p c o
+    switch $argv[1]
+        case token env exec proxy
+            set -a letters m
+        case send
+            set -a letters s
+    end
+    if string match -qr -- '^-[^-]' $word
+        set -l chars (string split '' -- (string sub -s 2 -- $word))
+        for k in (seq (count $chars))
+            contains -- $chars[$k] $letters; and test $k -eq (count $chars); and return 0
+            contains -- $chars[$k] $letters; and return 1
+        end
+        return 1
+    end
+    contains -- $word --profile --config --option; and return 0
+    contains -- "$argv[1]:$word" token:--min-valid token:--format env:--min-valid env:--shell \
+        exec:--min-valid proxy:--min-valid proxy:--port proxy:--shell send:--model \
+        send:--max-tokens send:--system send:--temperature send:--body send:--retries
+end
+
+# The words typed so far as mlauth parses them (getopt's "+"): the global options stand on
+# either side of the command, an option's value is no operand, and all options end at the
+# first operand or at "--".  Prints the command, then "options" while options may still
+# come or "operands" once they have ended, then the operands; fails before the command.
+function __mlauth_parse
     set -l tokens (commandline -opc)
     set -e tokens[1]
+    set -l cmd
     set -l skip 0
+    set -l ended 0
+    set -l operands
     for t in $tokens
         if test $skip -eq 1
             set skip 0
-            continue
-        end
-        switch $t
-            case -p --profile -c --config -o --option
-                set skip 1
-            case '-*'
-            case '*'
-                echo $t
-                return 0
+        else if test $ended -eq 1
+            set -a operands $t
+        else if test -n "$cmd"; and test "$t" = --
+            set ended 1
+        else if __mlauth_takes_value "$cmd" $t
+            set skip 1
+        else if string match -q -- '-*' $t
+        else if test -z "$cmd"
+            set cmd $t
+        else
+            set ended 1
+            set -a operands $t
         end
     end
-    return 1
+    test -n "$cmd"; or return 1
+    printf '%s\n' $cmd
+    test $ended -eq 1; and echo operands; or echo options
+    set -q operands[1]; and printf '%s\n' $operands
+    return 0
 end
 
 function __mlauth_needs_command
-    not __mlauth_command >/dev/null
+    not __mlauth_parse >/dev/null
 end
 
+# The command is $argv[1] and its options have not ended (no operand, no "--" yet).
 function __mlauth_using
-    set -l c (__mlauth_command)
-    and test "$c" = "$argv[1]"
+    set -l p (__mlauth_parse); or return 1
+    test "$p[1]" = "$argv[1]"; and test "$p[2]" = options
 end
 
-# Operands already given after the command (for config KEY, help COMMAND).
-function __mlauth_operands
-    set -l tokens (commandline -opc)
-    set -e tokens[1]
-    set -l skip 0
-    set -l words 0
-    for t in $tokens
-        if test $skip -eq 1
-            set skip 0
-            continue
-        end
-        switch $t
-            case -p --profile -c --config -o --option
-                set skip 1
-            case '-*'
-            case '*'
-                set words (math $words + 1)
-        end
-    end
-    # The first word is the command itself.
-    math "max(0, $words - 1)"
+# The command is $argv[1], whatever follows it.
+function __mlauth_is
+    set -l p (__mlauth_parse); or return 1
+    test "$p[1]" = "$argv[1]"
+end
+
+# A command is given and its options have not ended.
+function __mlauth_in_options
+    set -l p (__mlauth_parse); or return 1
+    test "$p[2]" = options
 end
 
 # "default" and the [group] lines of the config file mlauth would read.
@@ -101,55 +130,19 @@ function __mlauth_profiles
     end
 end
 
-# exec: the words typed after exec's own options (-m SECS, --min-valid SECS) and an
-# optional "--": the command to run and its arguments so far.  Fails while the
-# command line is not yet past exec's options, or the command is not exec.
+# exec: the command to run and its arguments so far.  Fails while the command line is
+# not yet past exec's options, or the command is not exec.
 function __mlauth_exec_words
-    set -l tokens (commandline -opc)
-    set -e tokens[1]
-    set -l state global # global options, then exec's options, then the command
-    set -l skip 0
-    set -l words
-    for t in $tokens
-        if test $skip -eq 1
-            set skip 0
-            continue
-        end
-        switch $state
-            case global
-                switch $t
-                    case -p --profile -c --config -o --option
-                        set skip 1
-                    case '-*'
-                    case exec
-                        set state options
-                    case '*'
-                        return 1
-                end
-            case options
-                switch $t
-                    case -m --min-valid -p --profile -c --config -o --option
-                        set skip 1
-                    case --
-                        set state command
-                    case '-*'
-                    case '*'
-                        set state command
-                        set -a words $t
-                end
-            case command
-                set -a words $t
-        end
-    end
-    test $state = command; or return 1
-    set -q words[1]; and printf '%s\n' $words
+    set -l p (__mlauth_parse); or return 1
+    test "$p[1]" = exec; and test "$p[2]" = operands; or return 1
+    set -q p[3]; and printf '%s\n' $p[3..-1]
     return 0
 end
 
-# Where a global option may stand: mlauth takes them before and after the command, but
-# not among the words of the command that exec runs.
+# Where a global option may stand: mlauth takes them before and after the command, up to
+# its first operand (so never among the words of the command that exec runs).
 function __mlauth_globals_ok
-    not __mlauth_exec_words >/dev/null
+    __mlauth_needs_command; or __mlauth_in_options
 end
 
 # exec: complete the command to run, then its arguments as fish completes that command.
@@ -159,7 +152,7 @@ function __mlauth_exec_complete
     or begin
         # Still among exec's options: an option is being typed, or its value.
         string match -q -- '-*' $cur; and return 0
-        contains -- (commandline -opc)[-1] -m --min-valid; and return 0
+        __mlauth_takes_value exec (commandline -opc)[-1]; and return 0
     end
     complete -C (string join ' ' -- (string escape -- $words) $cur)
 end
@@ -218,7 +211,7 @@ complete -c mlauth -n '__mlauth_using token' -l format -x -a 'plain header json'
 complete -c mlauth -n '__mlauth_using token' -s m -l min-valid -x -d 'Seconds the token must stay valid'
 complete -c mlauth -n '__mlauth_using token' -l no-refresh -d 'Never use the network; exit 3 when stale'
 
-# send (options before the message text)
+# send (options before the message text, which ends them)
 complete -c mlauth -n '__mlauth_using send' -l model -x -d 'The model to ask for'
 complete -c mlauth -n '__mlauth_using send' -l max-tokens -x -d 'The reply\'s length limit in tokens'
 complete -c mlauth -n '__mlauth_using send' -s s -l system -x -d 'A system prompt'
@@ -233,9 +226,9 @@ complete -c mlauth -n '__mlauth_using env' -l shell -x -a 'sh fish' -d 'The synt
 complete -c mlauth -n '__mlauth_using env' -s m -l min-valid -x -d 'Seconds the token must stay valid'
 
 # exec: its options until "--" or the command; then the command and its arguments.
-complete -c mlauth -n '__mlauth_using exec; and not __mlauth_exec_words >/dev/null' -s m -l min-valid -x -d 'Seconds the token must stay valid when the command starts'
-complete -c mlauth -n '__mlauth_using exec; and not __mlauth_exec_words >/dev/null' -l proxy -d 'Run the command behind its own mlauth proxy'
-complete -c mlauth -n '__mlauth_using exec' -a '(__mlauth_exec_complete)'
+complete -c mlauth -n '__mlauth_using exec' -s m -l min-valid -x -d 'Seconds the token must stay valid when the command starts'
+complete -c mlauth -n '__mlauth_using exec' -l proxy -d 'Run the command behind its own mlauth proxy'
+complete -c mlauth -n '__mlauth_is exec' -a '(__mlauth_exec_complete)'
 
 # proxy
 complete -c mlauth -n '__mlauth_using proxy' -l port -x -d 'Listen on this port of 127.0.0.1'
@@ -251,8 +244,8 @@ complete -c mlauth -n '__mlauth_using status' -s j -l json -d 'Print as JSON'
 complete -c mlauth -n '__mlauth_using status' -l verify -d 'Check the access token against the provider keys'
 complete -c mlauth -n '__mlauth_using logout' -s l -l local -d 'Only delete the stored tokens'
 complete -c mlauth -n '__mlauth_using config' -s j -l json -d 'Print all settings as JSON'
-complete -c mlauth -n '__mlauth_using config; and test (__mlauth_operands) -eq 0' -a "$__mlauth_settings" -d Setting
-complete -c mlauth -n '__mlauth_using help; and test (__mlauth_operands) -eq 0' -a 'login token status logout send env exec proxy config doctor help version' -d Command
+complete -c mlauth -n '__mlauth_using config' -a "$__mlauth_settings" -d Setting
+complete -c mlauth -n '__mlauth_using help' -a 'login token status logout send env exec proxy config doctor help version' -d Command
 
-# Every command takes --help (not the command that exec runs).
-complete -c mlauth -n 'not __mlauth_needs_command; and not __mlauth_exec_words >/dev/null' -s h -l help -d 'Show the command\'s help'
+# Every command takes --help, among its options.
+complete -c mlauth -n __mlauth_in_options -s h -l help -d 'Show the command\'s help'

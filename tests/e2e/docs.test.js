@@ -10,15 +10,19 @@
 // and flags as the run that built the binaries.
 import assert from 'node:assert/strict';
 import {
-  chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync,
+  chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync,
   statSync, utimesSync, writeFileSync,
 } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { after, test } from 'node:test';
-import { execProgram } from './fixtures.js';
+import { execProgram, sleep } from './fixtures.js';
 import { REPO, run, stopAll, tmpEnv } from './rig.js';
+import { stopTerminals, terminal } from './tty.js';
 
-after(stopAll);
+after(async () => {
+  await stopTerminals();
+  await stopAll();
+});
 
 const MAN = join(REPO, 'man/mlauth.1');
 const BASH = join(REPO, 'completions/mlauth.bash');
@@ -249,6 +253,27 @@ test('bash: exec completes its options, then the command to run, then files', as
   assert.deepEqual(await bashComplete(['mlauth', 'exec', '--', 'mlauthdocs-tool', '--q'], env), []);
 });
 
+test('bash: options end at the first operand, as mlauth parses them', async () => {
+  const env = completionEnv();
+  const other = join(env.HOME, 'other.conf');
+  writeFileSync(other, '[elsewhere]\nstore = file\n');
+  // After the message text, everything is text: no option, no global's value.
+  assert.deepEqual(await bashComplete(['mlauth', 'send', 'hello', '-'], env), []);
+  assert.deepEqual(await bashComplete(['mlauth', 'send', 'hello', '-p', ''], env), []);
+  assert.deepEqual(await bashComplete(['mlauth', 'send', '--', '--s'], env), []);
+  assert.deepEqual(await bashComplete(['mlauth', 'config', 'issuer', '-'], env), []);
+  // An option's value is no operand: the options go on after it.
+  assert.deepEqual(await bashComplete(['mlauth', 'send', '--model', 'opus', '--s'], env), ['--system', '--stream']);
+  assert.deepEqual(await bashComplete(['mlauth', 'token', '-jm', '60', '--q'], env), ['--quiet']);
+  // A value given inside the bundle (-s with "ys") leaves the next word an operand.
+  assert.deepEqual(await bashComplete(['mlauth', 'send', '-sys', 'hello', '-'], env), []);
+  // -c FILE after exec's -m SECS still names the file the profiles come from.
+  assert.deepEqual(await bashComplete(['mlauth', 'exec', '-m', '60', '-c', other, '-p', ''], env),
+    ['default', 'elsewhere']);
+  assert.deepEqual(await bashComplete(['mlauth', 'exec', '-m', '60', '-c', other, 'mlauthdocs-t'], env),
+    ['mlauthdocs-tool']);
+});
+
 // ---- zsh ----------------------------------------------------------------------------------
 
 test('zsh: the completion loads with compinit and registers for mlauth', async () => {
@@ -261,6 +286,88 @@ test('zsh: the completion loads with compinit and registers for mlauth', async (
     'print -r -- $_comps[mlauth]; (( $+functions[_mlauth_profiles] )) && print profiles'], { env });
   assert.equal(s.code, 0, report(s));
   assert.equal(s.stdout, '_mlauth\nprofiles\n', report(s));
+});
+
+// An interactive zsh in a real terminal (tmux), with compinit and the completion from the
+// tree. Its Tab runs the completion as usual, and records every match offered (compadd
+// wrapped, as zsh's own completion test helpers do) in a file, then writes a second file to
+// say it is done: the test waits for that, not for a clock.
+const ZSHRC = `
+PS1='zsh-ready> '
+fpath=(\${REPO_COMPLETIONS} $fpath)
+autoload -U compinit && compinit -u -d "$ZDOTDIR/.zcompdump"
+compadd() {
+  # Asked for its matches only (-O, -A, -D): nothing is offered, so nothing to record.
+  local a
+  for a in "$@"; do
+    [[ $a == (-|--) ]] && break
+    if [[ $a == -[OAD] ]]; then
+      builtin compadd "$@"
+      return
+    fi
+  done
+  local -a offered
+  builtin compadd -O offered "$@"
+  (( $#offered )) && print -rl -- $offered >>"$ZDOTDIR/matches"
+  builtin compadd "$@"
+}
+_mlauthdocs_tab() {
+  : >|"$ZDOTDIR/matches"
+  zle complete-word
+  : >|"$ZDOTDIR/done"
+}
+zle -N _mlauthdocs_tab
+bindkey '^I' _mlauthdocs_tab
+`;
+
+async function zshTerminal(env) {
+  const zdot = join(env.HOME, 'zdot');
+  mkdirSync(zdot);
+  writeFileSync(join(zdot, '.zshrc'), ZSHRC.replace('\${REPO_COMPLETIONS}', join(REPO, 'completions')));
+  const t = await terminal(['-d', '-i'], { ...env, ZDOTDIR: zdot, TERM: 'screen' }, { command: 'zsh' });
+  await t.waitFor(/zsh-ready> $/m);
+  const done = join(zdot, 'done');
+  /** The matches zsh offers for line (Tab at its end), sorted. */
+  const complete = async (line) => {
+    rmSync(done, { force: true });
+    await t.keys('C-u');
+    await t.keys('-l', line);
+    await t.keys('Tab');
+    for (let i = 0; !existsSync(done); i++) {
+      if (i > 6000) throw new Error(`zsh did not complete ${line}:\n${await t.screen()}`);
+      await sleep(10);
+    }
+    return [...new Set(readFileSync(join(zdot, 'matches'), 'utf8').split('\n').filter(Boolean))].sort();
+  };
+  return { complete, stop: () => t.stop() };
+}
+
+test('zsh: in a terminal, commands, profiles, global options after the command, options ending at the first operand', async () => {
+  const env = completionEnv();
+  const other = join(env.HOME, 'other.conf');
+  writeFileSync(other, '[elsewhere]\nstore = file\n');
+  const z = await zshTerminal(env);
+  try {
+    assert.deepEqual(await z.complete('mlauth to'), ['token']);
+    assert.deepEqual(await z.complete('mlauth -p '), ['ci.build-2', 'default', 'staging']);
+    assert.deepEqual(await z.complete('mlauth status -p '), ['ci.build-2', 'default', 'staging']);
+    // -c before the command or after it names the file the profiles come from.
+    assert.deepEqual(await z.complete(`mlauth -c ${other} status -p `), ['default', 'elsewhere']);
+    assert.deepEqual(await z.complete(`mlauth exec -m 60 -c ${other} -p `), ['default', 'elsewhere']);
+    assert.deepEqual(await z.complete('mlauth token --qu'), ['--quiet']);
+    assert.deepEqual(await z.complete('mlauth token -jm 60 --qu'), ['--quiet']);
+    assert.deepEqual(await z.complete('mlauth config -q sc'), ['scope']);
+    assert.deepEqual(await z.complete('mlauth help -q ex'), ['exec']);
+    assert.deepEqual(await z.complete('mlauth send --model opus --st'), ['--stream']);
+    // After an operand everything is an operand: no option, no global's value.
+    assert.deepEqual(await z.complete('mlauth send hello -'), []);
+    assert.deepEqual(await z.complete('mlauth send hello -p '), []);
+    assert.deepEqual(await z.complete('mlauth config issuer -'), []);
+    assert.deepEqual(await z.complete('mlauth exec -m 60 mlauthdocs-t'), ['mlauthdocs-tool']);
+    assert.deepEqual(await z.complete('mlauth exec -- mlauthdocs-tool --q'), []);
+  } finally {
+    await z.stop();
+  }
 });
 
 // ---- fish ---------------------------------------------------------------------------------
@@ -293,6 +400,23 @@ test('fish: the completion parses, and completes commands, profiles and exec', a
   assert.deepEqual(await fishComplete('mlauth exec -p staging mlauthdocs-t', env), ['mlauthdocs-tool']);
   assert.ok((await fishComplete('mlauth exec --', env)).includes('--quiet'));
   assert.deepEqual(await fishComplete('mlauth exec -- mlauthdocs-tool --q', env), []);
+});
+
+test('fish: options end at the first operand, as mlauth parses them', async () => {
+  const env = completionEnv();
+  const other = join(env.HOME, 'other.conf');
+  writeFileSync(other, '[elsewhere]\nstore = file\n');
+  assert.deepEqual(await fishComplete('mlauth send hello -', env), []);
+  assert.deepEqual(await fishComplete('mlauth send hello -p ', env), []);
+  assert.deepEqual(await fishComplete('mlauth send -- --s', env), []);
+  assert.deepEqual(await fishComplete('mlauth config issuer -', env), []);
+  assert.deepEqual(await fishComplete('mlauth help exec ', env), []);
+  assert.deepEqual((await fishComplete('mlauth send --model opus --s', env)).sort(), ['--stream', '--system']);
+  assert.deepEqual(await fishComplete('mlauth config -j sc', env), ['scope']);
+  assert.deepEqual(await fishComplete('mlauth send --model opus hello -', env), []);
+  assert.deepEqual(await fishComplete('mlauth send -sys hello -', env), []);
+  assert.deepEqual(await fishComplete('mlauth token -jm 60 --q', env), ['--quiet']);
+  assert.deepEqual((await fishComplete(`mlauth exec -m 60 -c ${other} -p `, env)).sort(), ['default', 'elsewhere']);
 });
 
 // ---- make install / uninstall -------------------------------------------------------------

@@ -35,12 +35,12 @@ function tmux(sock, args) {
 }
 
 /**
- * Runs `mlauth ARGS` in a terminal of cols x rows (default 100x40) with exactly env (plus
- * PATH and LANG, as the rig gives every child).
+ * Runs `mlauth ARGS` (or `command ARGS`) in a terminal of cols x rows (default 100x40) with
+ * exactly env (plus PATH and LANG, as the rig gives every child).
  * Returns { screen({escapes, join}), output(), waitFor(re), dead(), alive(), keys(k), stop() }.
  * waitFor and dead wait for what they wait for; their timeouts only guard against a hang.
  */
-export async function terminal(args, env, { cols = 100, rows = 40 } = {}) {
+export async function terminal(args, env, { cols = 100, rows = 40, command = MLAUTH_BIN } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'mlauth-tty-'));
   const sock = join(dir, 'tmux.sock');
   const conf = join(dir, 'tmux.conf');
@@ -60,7 +60,7 @@ export async function terminal(args, env, { cols = 100, rows = 40 } = {}) {
     'echo',
     // mlauth starts once everything it writes is copied to the output file (pipe-pane).
     `while [ ! -e ${shq(go)} ]; do sleep 0.01; done`,
-    `env -i ${words.join(' ')} ${shq(MLAUTH_BIN)} ${args.map(shq).join(' ')}`,
+    `env -i ${words.join(' ')} ${shq(command)} ${args.map(shq).join(' ')}`,
     `echo $? >${shq(`${statusFile}.new`)} && mv ${shq(`${statusFile}.new`)} ${shq(statusFile)}`,
     '',
   ].join('\n'), { mode: 0o700 });
