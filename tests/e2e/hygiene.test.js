@@ -230,11 +230,14 @@ describe('secret hygiene', { concurrency: 2 }, () => {
   describe('no secret in command lines or environments', () => {
     test('login, refresh, send and exec: /proc cmdline and environ of mlauth and its children', async () => {
       const w = await world();
-      // A fake browser: records its argv and environment, then lingers so it can be inspected.
+      // A fake browser: records its argv and environment, then lingers until the test has
+      // inspected it (the file `done` appears).
       const bin = join(w.home.dir, 'bin');
       mkdirSync(bin);
       const seen = join(w.home.dir, 'xdg-open.seen');
-      writeFileSync(join(bin, 'xdg-open'), `#!/bin/sh\n{ printf '%s\\n' "$@"; env; } > '${seen}'\nsleep 2\n`, { mode: 0o755 });
+      const done = join(w.home.dir, 'inspected');
+      writeFileSync(join(bin, 'xdg-open'), `#!/bin/sh\n{ printf '%s\\n' "$@"; env; } > '${seen}'\n` +
+        `while [ ! -e '${done}' ]; do sleep 0.05; done\n`, { mode: 0o755 });
       const env = { ...w.env, DISPLAY: ':99', PATH: `${bin}:${process.env.PATH}` };
       const inspected = [];
       const inspect = (pid, what) => {
@@ -252,31 +255,37 @@ describe('secret hygiene', { concurrency: 2 }, () => {
       await until(() => existsSync(seen) && readFileSync(seen, 'utf8').includes('PATH='), 'the fake browser');
       inspect(h.pid, 'login');
       assert.ok(descendants(h.pid).length >= 2, 'the browser is a child of mlauth');
+      writeFileSync(done, '');
       await w.op.approve(m[1]);
       assert.equal((await h.done).code, 0, h.stderr);
       const browser = readFileSync(seen, 'utf8');
       assert.match(browser, /^http:\/\/127\.0\.0\.1:\d+\/realms\/test\/device\?user_code=/, 'the browser got the link');
 
-      // A refresh held up at the provider: the process holds the refresh token.
+      // A refresh held at the provider: the process holds the refresh token.
       age(w, 120);
-      await w.op.set({ tokenDelayMs: 1500 });
+      const { held } = await w.op.counters();
+      await w.op.set({ hold: { grant: 'refresh_token', when: 'before' } });
       const t = spawnMlauth(['token'], { env: w.env });
-      await until(() => w.px.log.some((e) => e.grant === 'refresh_token'), 'the refresh request');
+      await w.op.until('held', held + 1, { unless: t.done });
       inspect(t.pid, 'token refresh');
+      await w.op.set({ hold: null });
       assert.equal((await t.done).code, 0);
-      await w.op.set({ tokenDelayMs: 0 });
 
-      // A slow answer from the API: the process holds the access token.
-      await w.api.script([{ status: 200, delayMs: 1500, body: { type: 'message', content: [{ type: 'text', text: 'slow' }] } }]);
+      // An answer the API holds: the process holds the access token.
+      await w.api.script([{ status: 200, hold: true, body: { type: 'message', content: [{ type: 'text', text: 'slow' }] } }]);
       const s = spawnMlauth(['send', 'x'], { env: w.env });
       await until(async () => (await w.api.requests()).length > 0, 'the messages request');
       inspect(s.pid, 'send');
+      await w.api.release();
       assert.equal((await s.done).code, 0, s.stderr);
 
       // exec: the token goes to the child's environment (by design), never to a command line.
-      const e = spawnMlauth(['exec', '--', 'sleep', '1'], { env: w.env });
+      // The child waits until it has been inspected.
+      const go = join(w.home.dir, 'exec-inspected');
+      const e = spawnMlauth(['exec', '--', 'sh', '-c', `while [ ! -e '${go}' ]; do sleep 0.05; done`], { env: w.env });
       await until(() => descendants(e.pid).length >= 2, 'the exec child');
       inspect(e.pid, 'exec');
+      writeFileSync(go, '');
       assert.equal((await e.done).code, 0, e.stderr);
 
       const secrets = secretsOf(w);

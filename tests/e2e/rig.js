@@ -353,7 +353,7 @@ export async function startAPI(options = {}) {
     pid: child.pid,
     script: (entries) => ctl('POST', '/test/script', entries),
     requests: () => ctl('GET', '/test/requests'),
-    /** Lets every stream waiting at a {hold: true} event go on. */
+    /** Lets every answer held by a script entry's hold, and stream at a {hold: true} event, go on. */
     release: () => ctl('POST', '/test/release', {}),
     reset: () => ctl('POST', '/test/reset', {}),
     set: (settings) => ctl('POST', '/test/set', settings),

@@ -11,10 +11,11 @@
 // Test controls (JSON in and out), at the server root:
 //   POST /test/script  [entry, …]  each entry answers one later messages request, then normal
 //                      behaviour resumes. entry = {status, headers?, body? (object → JSON,
-//                      string → raw), delayMs?, truncate?, stream? [event…], pauseMs?, skipAuth?}
+//                      string → raw), delayMs?, hold?, truncate?, stream? [event…], pauseMs?,
+//                      skipAuth?}; hold: true answers only after POST /test/release.
 //                      A stream event is {event?, data (object → JSON)} or a raw string;
 //                      {hold: true} sends nothing and waits there for POST /test/release.
-//   POST /test/release   let every stream waiting at a hold go on
+//   POST /test/release   let every answer and stream waiting at a hold go on
 //   GET  /test/requests  every messages request seen: {method, path, headers, body, authorized}
 //   POST /test/reset     forget requests and script, restore settings
 //   POST /test/set       {streamPauseMs?, dateSkew?}
@@ -247,7 +248,7 @@ function sendJson(res, status, body, headers = {}) {
   res.end(text);
 }
 
-// Streams waiting at a {hold: true} event: what a test sees while the rest is not yet sent
+// Answers and streams waiting at a hold: what a test sees while the rest is not yet sent
 // is what a client gets before the API has more, whatever the machine's speed.
 let holds = [];
 function holdUntilReleased(res) {
@@ -280,6 +281,8 @@ async function sendStream(res, status, events, pauseMs, { headers = {}, truncate
 /** Answer one scripted entry. */
 async function playEntry(res, entry) {
   if (entry.delayMs) await sleep(entry.delayMs);
+  if (entry.hold) await holdUntilReleased(res);
+  if (res.destroyed) return;
   const status = entry.status ?? 200;
   if (entry.stream) {
     await sendStream(res, status, entry.stream, entry.pauseMs ?? settings.streamPauseMs, entry);
