@@ -356,7 +356,7 @@ describe('secret hygiene', { concurrency: 2 }, () => {
       const env = { ...w.env, MLAUTH_STORE: 'file' };
 
       // The control: an ordinary process of nobody's, with the same raised core limit.
-      const control = spawn('sh', ['-c', 'ulimit -S -c unlimited && exec sleep 5'], { uid: NOBODY, gid: NOBODY, detached: true, stdio: 'ignore' });
+      const control = spawn('sh', ['-c', 'ulimit -S -c unlimited && exec sleep 600'], { uid: NOBODY, gid: NOBODY, detached: true, stdio: 'ignore' });
       strays.add(control);
       await until(() => procEntries(control.pid, 'cmdline')?.[0] === 'sleep', 'the control process');
       assert.equal(softCore(control.pid), 'unlimited');
@@ -376,12 +376,14 @@ describe('secret hygiene', { concurrency: 2 }, () => {
       await w.op.approve(/shows the code (\S+)/.exec(l.stderr())[1]);
       assert.equal(await l.done, 0, l.stderr());
 
-      await w.api.script([{ status: 200, delayMs: 1500, body: { type: 'message', content: [{ type: 'text', text: 'slow' }] } }]);
+      // The API holds its answer until the process has been looked at.
+      await w.api.script([{ status: 200, hold: true, body: { type: 'message', content: [{ type: 'text', text: 'slow' }] } }]);
       const s = asNobody(['send', 'x'], env);
       await until(async () => (await w.api.requests()).length > 0, 'the messages request');
       assert.equal(softCore(s.pid), '0');
       assert.equal(statSync(`/proc/${s.pid}/environ`).uid, 0);
       assert.equal(sameUserView(s.pid).environReadable, false);
+      await w.api.release();
       assert.equal(await s.done, 0, s.stderr());
       assert.equal(statSync(join(h.env.XDG_STATE_HOME, 'mlauth', 'default.json')).uid, NOBODY);
       forgetCacheAs(w.op.issuer);

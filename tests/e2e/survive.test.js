@@ -348,17 +348,21 @@ describe('logins at the same time as refreshes and other logins', () => {
     for (const h of logins) assert.equal((await h.done).code, 0);
     let rec = record(u);
     assert.match(rec.access_token, JWT);
-    // A refresh in flight (slow provider) while a third login saves.
+    // A refresh in flight (held at the provider) while a third login saves.
     age(u, -60);
-    await op.set({ tokenDelayMs: 1500 });
     const login = spawnMlauth(['login', '--no-browser', '--force'], { env });
     const code = (await login.waitFor(/shows the code (\S+)/, { stream: 'stderr' }))[1];
+    const { held } = await op.counters();
+    await op.set({ hold: { grant: 'refresh_token', when: 'before' } });
     const refresh = spawnMlauth(['token'], { env });
+    await op.until('held', held + 1, { unless: refresh.done });
+    // Approved while the refresh is in flight and holds the profile's lock; then the
+    // provider lets the refresh go.
     await op.approve(code);
+    await op.set({ hold: null });
     const [l, t] = await Promise.all([login.done, refresh.done]);
     assert.equal(l.code, 0, l.stderr);
     assert.equal(t.code, 0, t.stderr);
-    await op.set({ tokenDelayMs: 0 });
     rec = record(u);
     // Whichever saved last, the stored session is whole and its refresh token is live.
     const s = await run(['status'], { env });
