@@ -364,6 +364,9 @@ test('zsh: in a terminal, commands, profiles, global options after the command, 
     assert.deepEqual(await z.complete('mlauth send hello -p '), []);
     assert.deepEqual(await z.complete('mlauth config issuer -'), []);
     assert.deepEqual(await z.complete('mlauth exec -m 60 mlauthdocs-t'), ['mlauthdocs-tool']);
+    // After "--" too: the command to run, then that command's own completion.
+    assert.deepEqual(await z.complete('mlauth exec -- mlauthdocs-t'), ['mlauthdocs-tool']);
+    assert.ok((await z.complete('mlauth exec -- ls --colo')).includes('--color'));
     assert.deepEqual(await z.complete('mlauth exec -- mlauthdocs-tool --q'), []);
   } finally {
     await z.stop();
