@@ -173,7 +173,7 @@ _mlauth()
 				mapfile -t cands < <(compgen -W "plain header json" -- "$cur")
 			elif [[ $cur == --format=* ]]; then
 				mapfile -t cands < <(compgen -P --format= -W "plain header json" -- "${cur#--format=}")
-			elif [[ $prev == -m || $prev == --min-valid ]]; then
+			elif _mlauth_takes_value token "$prev"; then
 				return 0
 			elif [[ $cur == -* ]]; then
 				mapfile -t cands < <(compgen -W "-H --header -j --json --format -m --min-valid
@@ -189,9 +189,7 @@ _mlauth()
 			elif [[ $cur == --body=* ]]; then
 				compopt -o filenames 2>/dev/null
 				mapfile -t cands < <(compgen -P --body= -f -- "${cur#--body=}")
-			elif [[ $prev == --model || $prev == --max-tokens ||
-			    $prev == -s || $prev == --system || $prev == --temperature ||
-			    $prev == --retries ]]; then
+			elif _mlauth_takes_value send "$prev"; then
 				return 0
 			elif [[ $cur == -* ]]; then
 				mapfile -t cands < <(compgen -W "--model --max-tokens -s --system
@@ -202,7 +200,7 @@ _mlauth()
 				mapfile -t cands < <(compgen -W "sh fish" -- "$cur")
 			elif [[ $cur == --shell=* ]]; then
 				mapfile -t cands < <(compgen -P --shell= -W "sh fish" -- "${cur#--shell=}")
-			elif [[ $prev == -m || $prev == --min-valid ]]; then
+			elif _mlauth_takes_value env "$prev"; then
 				return 0
 			elif [[ $cur == -* ]]; then
 				mapfile -t cands < <(compgen -W "--shell -m --min-valid -h --help" -- "$cur")
@@ -210,10 +208,10 @@ _mlauth()
 		exec)
 			# exec's options end at "--" or at the first operand, the command to run.
 			if ((start == 0)); then
-				if [[ $prev == -m || $prev == --min-valid ]]; then
-					return 0
-				elif _mlauth_global_value "$prev" "$cur" "$cfg"; then
+				if _mlauth_global_value "$prev" "$cur" "$cfg"; then
 					:
+				elif _mlauth_takes_value exec "$prev"; then
+					return 0
 				elif [[ $cur == -* ]]; then
 					mapfile -t cands < <(compgen -W "--proxy -m --min-valid -h --help --
 					    $_mlauth_after_opts" -- "$cur")
@@ -239,7 +237,7 @@ _mlauth()
 				mapfile -t cands < <(compgen -W "sh fish" -- "$cur")
 			elif [[ $cur == --shell=* ]]; then
 				mapfile -t cands < <(compgen -P --shell= -W "sh fish" -- "${cur#--shell=}")
-			elif [[ $prev == --port || $prev == -m || $prev == --min-valid ]]; then
+			elif _mlauth_takes_value proxy "$prev"; then
 				return 0
 			elif [[ $cur == -* ]]; then
 				mapfile -t cands < <(compgen -W "--port -m --min-valid --env --shell -h

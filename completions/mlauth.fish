@@ -16,8 +16,10 @@ function __mlauth_takes_value
     if string match -qr -- '^-[^-]' $word
         set -l chars (string split '' -- (string sub -s 2 -- $word))
         for k in (seq (count $chars))
-            contains -- $chars[$k] $letters; and test $k -eq (count $chars); and return 0
-            contains -- $chars[$k] $letters; and return 1
+            if contains -- $chars[$k] $letters
+                test $k -eq (count $chars)
+                return
+            end
         end
         return 1
     end
