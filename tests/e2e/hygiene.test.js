@@ -235,9 +235,11 @@ describe('secret hygiene', { concurrency: 2 }, () => {
       const bin = join(w.home.dir, 'bin');
       mkdirSync(bin);
       const seen = join(w.home.dir, 'xdg-open.seen');
+      // The sh line that waits until `file` appears.
+      const lingerUntil = (file) => `while [ ! -e '${file}' ]; do sleep 0.05; done`;
       const done = join(w.home.dir, 'inspected');
       writeFileSync(join(bin, 'xdg-open'), `#!/bin/sh\n{ printf '%s\\n' "$@"; env; } > '${seen}'\n` +
-        `while [ ! -e '${done}' ]; do sleep 0.05; done\n`, { mode: 0o755 });
+        `${lingerUntil(done)}\n`, { mode: 0o755 });
       const env = { ...w.env, DISPLAY: ':99', PATH: `${bin}:${process.env.PATH}` };
       const inspected = [];
       const inspect = (pid, what) => {
@@ -282,7 +284,7 @@ describe('secret hygiene', { concurrency: 2 }, () => {
       // exec: the token goes to the child's environment (by design), never to a command line.
       // The child waits until it has been inspected.
       const go = join(w.home.dir, 'exec-inspected');
-      const e = spawnMlauth(['exec', '--', 'sh', '-c', `while [ ! -e '${go}' ]; do sleep 0.05; done`], { env: w.env });
+      const e = spawnMlauth(['exec', '--', 'sh', '-c', lingerUntil(go)], { env: w.env });
       await until(() => descendants(e.pid).length >= 2, 'the exec child');
       inspect(e.pid, 'exec');
       writeFileSync(go, '');
